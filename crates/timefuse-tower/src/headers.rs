@@ -37,8 +37,8 @@ pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 /// `tracestate`.
 pub const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
-/// The largest millisecond value accepted: 20 digits do not fit, 19 always fit in a `u64`.
-const MAX_MS_DIGITS: usize = 19;
+/// The most digits a millisecond value may have (`u64::MAX` has 20; larger values are refused).
+const MAX_MS_DIGITS: usize = 20;
 
 /// Why a header value was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,7 +141,8 @@ pub fn format_grpc_timeout(d: Duration) -> HeaderValue {
     HeaderValue::try_from(s).expect("digits and a unit letter are a valid header value")
 }
 
-/// Parses a millisecond header (`x-deadline-ms` and friends): 1 to 19 ASCII digits.
+/// Parses a millisecond header (`x-deadline-ms` and friends): 1 to 20 ASCII digits whose value
+/// fits in a `u64`.
 ///
 /// # Errors
 ///
@@ -184,8 +185,9 @@ fn parse_digits(digits: &[u8]) -> Result<u64, HeaderError> {
         if !b.is_ascii_digit() {
             return Err(HeaderError::NotANumber);
         }
-        // At most 19 digits reach here, which always fit in a u64.
-        Ok(acc * 10 + u64::from(b - b'0'))
+        acc.checked_mul(10)
+            .and_then(|v| v.checked_add(u64::from(b - b'0')))
+            .ok_or(HeaderError::TooManyDigits)
     })
 }
 

@@ -177,12 +177,11 @@ where
 /// The policy name of a call: the gRPC service (`pkg.Service` of `/pkg.Service/Method`), else
 /// the URI's host.
 fn call_name<B>(req: &Request<B>, grpc: bool) -> String {
-    if grpc {
-        if let Some(service) = req.uri().path().trim_start_matches('/').split('/').next() {
-            if !service.is_empty() {
-                return service.to_owned();
-            }
-        }
+    if grpc
+        && let Some(service) = req.uri().path().trim_start_matches('/').split('/').next()
+        && !service.is_empty()
+    {
+        return service.to_owned();
     }
     req.uri().host().unwrap_or("downstream").to_owned()
 }
@@ -199,10 +198,10 @@ fn write_headers<B>(req: &mut Request<B>, ctx: &Context, budget: Duration, grpc:
     };
     h.insert(headers::X_REQUEST_TIMEOUT_MS, format_millis(total));
     h.insert(headers::X_UPSTREAM_TIMEOUT_MS, format_millis(spent));
-    if let Some(id) = ctx.request_id() {
-        if let Ok(v) = HeaderValue::from_str(id.as_str()) {
-            h.insert(headers::X_REQUEST_ID, v);
-        }
+    if let Some(id) = ctx.request_id()
+        && let Ok(v) = HeaderValue::from_str(id.as_str())
+    {
+        h.insert(headers::X_REQUEST_ID, v);
     }
     let trace = ctx
         .trace()

@@ -222,15 +222,16 @@ fn admit<B>(
     id: &RequestId,
 ) -> Admission {
     let incoming = headers::read_budget(req.headers(), config.trust_envoy);
-    if grpc && config.trust_incoming {
-        if let Some(e) = &incoming.bad_grpc_timeout {
-            tracing::debug!(error = %e, request_id = %id, "malformed grpc-timeout; refusing with INTERNAL");
-            return Admission::Refuse {
-                code: 13,
-                status: http::StatusCode::BAD_REQUEST,
-                error: "malformed_grpc_timeout",
-            };
-        }
+    if grpc
+        && config.trust_incoming
+        && let Some(e) = &incoming.bad_grpc_timeout
+    {
+        tracing::debug!(error = %e, request_id = %id, "malformed grpc-timeout; refusing with INTERNAL");
+        return Admission::Refuse {
+            code: 13,
+            status: http::StatusCode::BAD_REQUEST,
+            error: "malformed_grpc_timeout",
+        };
     }
     for (name, e) in &incoming.ignored {
         tracing::debug!(header = %name, error = %e, request_id = %id, "malformed budget header ignored");

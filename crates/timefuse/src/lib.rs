@@ -36,7 +36,10 @@ mod node;
 mod slab;
 pub mod task;
 
+pub use budget::{BudgetExhausted, BudgetScope, TimeoutPolicy};
 pub use cause::Cause;
 pub use context::{AfterHandle, CancelGuard, Context};
 pub use done::{Done, Run};
-pub use identity::{IdentityError, MAX_REQUEST_ID_LEN, MAX_TRACESTATE_LEN, RequestId, TraceContext};
+pub use identity::{
+    IdentityError, MAX_REQUEST_ID_LEN, MAX_TRACESTATE_LEN, RequestId, TraceContext,
+};

@@ -99,26 +99,36 @@ where
             .as_mut()
             .as_pin_mut()
             .expect("polled after completion");
-        if let Poll::Ready(result) = inner.poll(cx) {
-            this.inner.set(None);
-            let guard = this.guard.take();
-            return Poll::Ready(result.map(|res| {
-                let (mut parts, body) = res.into_parts();
-                parts.headers.insert(X_REQUEST_ID, this.request_id.clone());
-                Response::from_parts(
-                    parts,
-                    IngressBody::inner(body, guard, this.ctx.take(), *this.grpc),
-                )
-            }));
-        }
-        let done = this
-            .done
-            .as_mut()
-            .as_pin_mut()
-            .expect("polled after completion");
-        let cause = std::task::ready!(done.poll(cx));
-        // The budget ended before the handler answered: drop the handler, then answer for it.
-        this.inner.set(None);
+        let cause = match inner.poll(cx) {
+            Poll::Ready(result) => {
+                this.inner.set(None);
+                match this.ctx.as_ref().and_then(Context::cause) {
+                    // A handler that answers after the deadline (having seen its context end,
+                    // say) is too late: the caller has given up. Answer for it.
+                    Some(cause) if cause.is_deadline_exceeded() => cause,
+                    _ => {
+                        let guard = this.guard.take();
+                        return Poll::Ready(result.map(|res| {
+                            let (mut parts, body) = res.into_parts();
+                            parts.headers.insert(X_REQUEST_ID, this.request_id.clone());
+                            let body = IngressBody::inner(body, guard, this.ctx.take(), *this.grpc);
+                            Response::from_parts(parts, body)
+                        }));
+                    }
+                }
+            }
+            Poll::Pending => {
+                let done = this
+                    .done
+                    .as_mut()
+                    .as_pin_mut()
+                    .expect("polled after completion");
+                let cause = std::task::ready!(done.poll(cx));
+                // The budget ended before the handler answered: drop the handler.
+                this.inner.set(None);
+                cause
+            }
+        };
         if let Some(guard) = this.guard.take() {
             guard.cancel_with(cause.clone());
         }

@@ -256,17 +256,16 @@ fn admit<B>(
             error: "deadline_exceeded",
         };
     }
-    let (ctx, guard) = Context::background().with_deadline(arrival + budget);
     let wire = WireBudget {
         arrival,
         granted: budget,
         original_total,
         upstream_spent,
     };
-    let ctx = ctx
-        .with_policy(Arc::clone(&config.policy))
+    let (ctx, guard) = Context::background()
         .with_value(wire)
         .with_request_id(id.clone())
-        .with_trace(trace_context(req));
+        .with_trace(trace_context(req))
+        .with_request_deadline(Arc::clone(&config.policy), Some(arrival + budget));
     Admission::Run { ctx, guard }
 }

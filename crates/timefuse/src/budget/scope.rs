@@ -368,16 +368,44 @@ impl Context {
     ) -> (Context, CancelGuard) {
         let policy = policy.into();
         let budget = incoming.map_or(policy.global(), |incoming| incoming.min(policy.global()));
-        let now = Instant::now();
+        let deadline = Instant::now().checked_add(budget);
+        self.with_request_deadline(policy, deadline)
+    }
+
+    /// A request root below this context ending at `deadline` exactly (`None`: no deadline of
+    /// its own), carrying `policy` and a fresh ledger. For servers that have already decided
+    /// the request's deadline from what arrived (the timefuse-tower ingress layer does, from
+    /// the arrival instant, so queueing time counts); the policy's global budget is not applied.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use timefuse::Context;
+    /// use timefuse::budget::TimeoutPolicy;
+    /// use tokio::time::Instant;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let deadline = Instant::now() + Duration::from_secs(5);
+    /// let (request, _guard) =
+    ///     Context::background().with_request_deadline(TimeoutPolicy::internal_grpc(), Some(deadline));
+    /// assert_eq!(request.deadline(), Some(deadline), "5 s, though the policy's global is 800 ms");
+    /// assert_eq!(request.downstream("ledger").unwrap().granted(), Duration::from_secs(2));
+    /// # }
+    /// ```
+    pub fn with_request_deadline(
+        &self,
+        policy: impl Into<Arc<TimeoutPolicy>>,
+        deadline: Option<Instant>,
+    ) -> (Context, CancelGuard) {
         let ledger = Ledger {
-            start: now,
+            start: Instant::now(),
             records: Mutex::new(Vec::new()),
         };
         let ctx = self
             .with_policy(policy)
             .with_value(LedgerValue(Arc::new(ledger)))
             .with_value(StageMark(None));
-        match now.checked_add(budget) {
+        match deadline {
             Some(deadline) => ctx.with_deadline(deadline),
             None => ctx.with_cancel(),
         }

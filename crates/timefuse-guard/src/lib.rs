@@ -1,0 +1,10 @@
+//! Deadline-aware triple defense for tower services.
+//!
+//! The document's chapter 4.4 pairs a context timeout with a rate limiter and a circuit breaker;
+//! chapter 2.2 adds degrade paths. This crate builds them as tower layers that know the caller's
+//! deadline (the request's [`timefuse::Context`]): no call, half-open probe or retry is started
+//! without the budget to finish it. State is shared across clones (`Arc` + atomics, no async
+//! mutex on the hot path), so the limits hold under axum's per-connection cloning.
+//!
+//! Order, outermost first: deadline admission → rate limiter → circuit breaker → bulkhead → call
+//! with a per-try timeout, with retries wrapped around under a retry budget.

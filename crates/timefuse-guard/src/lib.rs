@@ -8,3 +8,8 @@
 //!
 //! Order, outermost first: deadline admission → rate limiter → circuit breaker → bulkhead → call
 //! with a per-try timeout, with retries wrapped around under a retry budget.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod outcome;
+
+pub use outcome::{BoxError, GuardError, Outcome};

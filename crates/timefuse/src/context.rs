@@ -371,13 +371,14 @@ impl Context {
         F: FnOnce() + Send + 'static,
     {
         let Some(node) = &self.node else {
-            return AfterHandle { node: None, key: 0, watcher: None };
+            // This context can never end: `f` will never run, and stopping it says so.
+            return AfterHandle { node: None, key: 0, watcher: None, never_runs: true };
         };
         node.is_done(); // observe a passed deadline before registering
         match node.add_after(Box::new(f)) {
             Err(f) => {
                 f();
-                AfterHandle { node: None, key: 0, watcher: None }
+                AfterHandle { node: None, key: 0, watcher: None, never_runs: false }
             }
             Ok(key) => {
                 let watcher = node.deadline().map(|_| {
@@ -387,7 +388,7 @@ impl Context {
                     })
                     .abort_handle()
                 });
-                AfterHandle { node: Some(Arc::clone(node)), key, watcher }
+                AfterHandle { node: Some(Arc::clone(node)), key, watcher, never_runs: false }
             }
         }
     }
@@ -542,11 +543,14 @@ pub struct AfterHandle {
     node: Option<Arc<CancelNode>>,
     key: usize,
     watcher: Option<tokio::task::AbortHandle>,
+    /// Registered on a context that can never end: the function was dropped unrun.
+    never_runs: bool,
 }
 
 impl AfterHandle {
     /// Stops the function from running. Returns true if this prevented the run, false if it had
-    /// already run or started (Go's `stop()`).
+    /// already run or started (Go's `stop()`). On a context that can never end, such as
+    /// [`background`](Context::background), the function never runs and this returns true.
     ///
     /// ```
     /// use timefuse::Context;
@@ -560,6 +564,6 @@ impl AfterHandle {
         if let Some(w) = self.watcher.take() {
             w.abort();
         }
-        self.node.take().is_some_and(|n| n.remove_after(self.key))
+        self.never_runs || self.node.take().is_some_and(|n| n.remove_after(self.key))
     }
 }

@@ -14,7 +14,9 @@
 //!    takes: no wake-up is lost, no child is missed, and the cause is written once.
 //! 2. A node's deadline is never later than its parent's (it is clamped when the node is made),
 //!    so expiry is a clock comparison on one node and never a walk up the tree. No timer exists
-//!    for a deadline until a [`Done`](crate::Done) future waits on it.
+//!    for a deadline until a [`Done`](crate::Done) future waits on it. A node whose deadline
+//!    has passed has ended, observed or not: a later cancel of it, or of an ancestor, ends it
+//!    with `DeadlineExceeded` (the deadline came first), and its own cancel reports false.
 //! 3. The parent's `children` list holds `Weak`s. A child is linked iff its address stands in the
 //!    list at the index in its `slot`; the list and every `slot` change only under the parent's
 //!    lock, and a `slot` is only written through a strong reference. A child whose last strong
@@ -148,13 +150,14 @@ impl CancelNode {
         }
     }
 
-    /// Ends this node and every descendant with `cause` (or `DeadlineExceeded` if the deadline
-    /// had already passed: the deadline came first). Returns false if it had already ended.
+    /// Ends this node and every descendant with `cause`. Returns false if it had already ended,
+    /// which includes a deadline that passed unobserved: the deadline came first, so the node
+    /// ends with `DeadlineExceeded` and the late cancel reports that it changed nothing.
     pub(crate) fn cancel(&self, cause: Cause) -> bool {
-        let cause = match self.deadline {
-            Some(d) if !cause.is_deadline_exceeded() && Instant::now() >= d => Cause::DeadlineExceeded,
-            _ => cause,
-        };
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            self.end(Cause::DeadlineExceeded);
+            return false;
+        }
         self.end(cause)
     }
 
@@ -167,8 +170,14 @@ impl CancelNode {
         // parent does not keep ended children until they are dropped.
         let moved = self.unlink(self as *const CancelNode);
         drop(moved);
+        let mut now = None;
         while let Some(child) = pending.stack.pop() {
-            child.mark(&cause, &mut pending);
+            // Invariant 2: a descendant whose own deadline has passed ended then, whether or not
+            // anyone looked, so it ends with `DeadlineExceeded` (and so do its descendants, whose
+            // deadlines are no later than its own).
+            let expired = !cause.is_deadline_exceeded()
+                && child.deadline.is_some_and(|d| *now.get_or_insert_with(Instant::now) >= d);
+            child.mark(if expired { &Cause::DeadlineExceeded } else { &cause }, &mut pending);
             // `child` is dropped here, outside every lock (invariant 4).
         }
         for waker in pending.wakers {

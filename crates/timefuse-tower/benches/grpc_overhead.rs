@@ -1,0 +1,155 @@
+//! Bare tonic against tonic with the timefuse layers on both sides of one hop (egress on the
+//! client channel, ingress on the server), with one load generator in the same run. The service
+//! is tonic-health's `Check`, so no code generation is needed.
+//!
+//! ```sh
+//! cargo bench -p timefuse-tower --bench grpc_overhead
+//! # knobs: TF_BENCH_SECS (per round, default 3), TF_BENCH_ROUNDS (default 4), TF_BENCH_CONC (default 32)
+//! ```
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use timefuse::Context;
+use timefuse::budget::TimeoutPolicy;
+use timefuse_tower::{EgressLayer, IngressLayer};
+use tonic::transport::{Channel, Server};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Starts a health server (with or without the ingress layer) in its own thread.
+fn start(with_layer: bool) -> SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            let (reporter, service) = tonic_health::server::health_reporter();
+            reporter.set_service_status("", tonic_health::ServingStatus::Serving).await;
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            if with_layer {
+                Server::builder()
+                    .layer(IngressLayer::grpc())
+                    .add_service(service)
+                    .serve_with_incoming(incoming)
+                    .await
+                    .unwrap();
+            } else {
+                Server::builder().add_service(service).serve_with_incoming(incoming).await.unwrap();
+            }
+        });
+    });
+    rx.recv().unwrap()
+}
+
+struct Round {
+    rps: f64,
+    p50_us: f64,
+    p99_us: f64,
+}
+
+async fn load(addr: SocketAddr, layered: bool, secs: u64, concurrency: u64) -> Round {
+    let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    let end = Instant::now() + Duration::from_secs(secs);
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        let channel = channel.clone();
+        workers.push(tokio::spawn(async move {
+            let mut hist = Histogram::<u64>::new(3).unwrap();
+            let req = || HealthCheckRequest { service: String::new() };
+            if layered {
+                let svc = tower::ServiceBuilder::new().layer(EgressLayer::grpc()).service(channel);
+                let mut client = HealthClient::new(svc);
+                let policy = std::sync::Arc::new(TimeoutPolicy::internal_grpc().with_global(Duration::from_secs(30)));
+                while Instant::now() < end {
+                    let started = Instant::now();
+                    // A request context per call, as a handler making one downstream call has.
+                    let (ctx, _guard) = Context::request(policy.clone());
+                    ctx.scope(async { client.check(req()).await.expect("check") }).await;
+                    hist.record(started.elapsed().as_nanos() as u64).unwrap();
+                }
+            } else {
+                let mut client = HealthClient::new(channel);
+                while Instant::now() < end {
+                    let started = Instant::now();
+                    client.check(req()).await.expect("check");
+                    hist.record(started.elapsed().as_nanos() as u64).unwrap();
+                }
+            }
+            hist
+        }));
+    }
+    let started = Instant::now();
+    let mut all = Histogram::<u64>::new(3).unwrap();
+    for w in workers {
+        all.add(w.await.unwrap()).unwrap();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    Round {
+        rps: all.len() as f64 / elapsed,
+        p50_us: all.value_at_quantile(0.50) as f64 / 1e3,
+        p99_us: all.value_at_quantile(0.99) as f64 / 1e3,
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let secs = env("TF_BENCH_SECS", 3);
+    let rounds = env("TF_BENCH_ROUNDS", 4);
+    let concurrency = env("TF_BENCH_CONC", 32);
+    // TF_BENCH_SIDES=ingress|egress isolates one side (for profiling); default both.
+    let sides = std::env::var("TF_BENCH_SIDES").unwrap_or_else(|_| "both".into());
+    let (server_layer, client_layer) = match sides.as_str() {
+        "ingress" => (true, false),
+        "egress" => (false, true),
+        _ => (true, true),
+    };
+    let bare = start(false);
+    let layered = start(server_layer);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut results: [Vec<Round>; 2] = [Vec::new(), Vec::new()];
+    rt.block_on(async {
+        load(bare, false, 1, concurrency).await;
+        load(layered, client_layer, 1, concurrency).await;
+        for _ in 0..rounds {
+            results[0].push(load(bare, false, secs, concurrency).await);
+            results[1].push(load(layered, client_layer, secs, concurrency).await);
+        }
+    });
+    let summary = |rs: &[Round]| {
+        (
+            median(rs.iter().map(|r| r.rps).collect()),
+            median(rs.iter().map(|r| r.p50_us).collect()),
+            median(rs.iter().map(|r| r.p99_us).collect()),
+        )
+    };
+    let (b_rps, b_p50, b_p99) = summary(&results[0]);
+    let (l_rps, l_p50, l_p99) = summary(&results[1]);
+    println!("tonic on loopback, one hop, {concurrency} in flight, {rounds} interleaved rounds of {secs} s, medians:\n");
+    println!("| variant | req/s | p50 µs | p99 µs |");
+    println!("|---|---|---|---|");
+    println!("| bare tonic | {b_rps:.0} | {b_p50:.1} | {b_p99:.1} |");
+    println!("| tonic + EgressLayer → IngressLayer | {l_rps:.0} | {l_p50:.1} | {l_p99:.1} |");
+    println!(
+        "\nthroughput ratio {:.3} (target ≥ 0.97); added p50 {:+.1} µs for the hop (target ≤ 5 µs)",
+        l_rps / b_rps,
+        l_p50 - b_p50
+    );
+    for (name, rs) in [("bare", &results[0]), ("layered", &results[1])] {
+        let rps: Vec<String> = rs.iter().map(|r| format!("{:.0}", r.rps)).collect();
+        println!("rounds {name}: {}", rps.join(" "));
+    }
+}

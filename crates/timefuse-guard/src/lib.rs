@@ -11,5 +11,9 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod outcome;
+#[cfg(feature = "rate-limit")]
+pub mod rate_limit;
+#[cfg(feature = "retry")]
+pub mod retry;
 
 pub use outcome::{BoxError, GuardError, Outcome};

@@ -1,0 +1,278 @@
+//! [`PerTryTimeoutLayer`]: each attempt gets `min(per-try cap, remaining − reserve)`.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use pin_project_lite::pin_project;
+use timefuse::{CancelGuard, Cause, Context, Done};
+use tokio::task::futures::TaskLocalFuture;
+use tokio::time::Instant;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::{BoxError, GuardError};
+
+/// Runs each call under a child context ending after the attempt's budget:
+/// `min(cap, remaining − reserve)` of the request's context (the policy's reserve, as for a
+/// downstream call), or just `cap` without a deadline. The child is the task-local current
+/// context while the call runs, so the callee (timefuse-tower's egress layer, say) sends the
+/// attempt's budget, not the request's, downstream.
+///
+/// A budget below the policy's floor is not started: [`GuardError::RefusedForBudget`]. When the
+/// attempt's time is up the call is dropped and the error is [`GuardError::Ended`] with
+/// [`Cause::DeadlineExceeded`]; the retry layer outside may try again if the request still has
+/// time.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use timefuse::Context;
+/// use timefuse::budget::TimeoutPolicy;
+/// use timefuse_guard::GuardError;
+/// use timefuse_guard::retry::PerTryTimeoutLayer;
+/// use tower::{Layer, Service, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let slow = tower::service_fn(|_: ()| async {
+///     tokio::time::sleep(Duration::from_secs(5)).await;
+///     Ok::<_, std::io::Error>(())
+/// });
+/// let mut svc = PerTryTimeoutLayer::new(Some(Duration::from_millis(300))).layer(slow);
+/// let (ctx, _guard) = Context::request(TimeoutPolicy::internal_grpc()); // 800 ms
+/// let start = tokio::time::Instant::now();
+/// let err = ctx.scope(async { svc.ready().await.unwrap().call(()).await }).await.unwrap_err();
+/// assert!(err.is_deadline_exceeded());
+/// assert_eq!(start.elapsed(), Duration::from_millis(300)); // the cap, under 800 − 150 ms
+/// # }
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PerTryTimeoutLayer {
+    cap: Option<Duration>,
+}
+
+impl PerTryTimeoutLayer {
+    /// Each attempt gets at most `cap` (`None`: only the request's budget less the reserve).
+    ///
+    /// ```
+    /// let layer = timefuse_guard::retry::PerTryTimeoutLayer::new(None);
+    /// assert_eq!(layer.cap(), None);
+    /// ```
+    pub const fn new(cap: Option<Duration>) -> Self {
+        PerTryTimeoutLayer { cap }
+    }
+
+    /// The per-try cap.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let layer = timefuse_guard::retry::PerTryTimeoutLayer::new(Some(Duration::from_secs(1)));
+    /// assert_eq!(layer.cap(), Some(Duration::from_secs(1)));
+    /// ```
+    pub const fn cap(&self) -> Option<Duration> {
+        self.cap
+    }
+}
+
+impl<S> Layer<S> for PerTryTimeoutLayer {
+    type Service = PerTryTimeout<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        PerTryTimeout {
+            inner,
+            cap: self.cap,
+        }
+    }
+}
+
+/// The service made by [`PerTryTimeoutLayer`].
+#[derive(Clone, Debug)]
+pub struct PerTryTimeout<S> {
+    inner: S,
+    cap: Option<Duration>,
+}
+
+impl<S> PerTryTimeout<S> {
+    /// Wraps `inner`.
+    ///
+    /// ```
+    /// let svc = timefuse_guard::retry::PerTryTimeout::new(tower::service_fn(|x: u8| async move { Ok::<_, std::io::Error>(x) }), None);
+    /// # let _ = svc;
+    /// ```
+    pub const fn new(inner: S, cap: Option<Duration>) -> Self {
+        PerTryTimeout { inner, cap }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+/// The budget of one attempt made now under `ctx` with `cap`: `Ok(None)` for no timeout at all.
+///
+/// # Errors
+///
+/// The refusal, when the context has ended or the budget is below the floor.
+pub(crate) fn attempt_budget(
+    ctx: Option<&Context>,
+    cap: Option<Duration>,
+) -> Result<Option<Duration>, GuardError> {
+    let Some(ctx) = ctx else { return Ok(cap) };
+    if ctx.is_done() {
+        return Err(GuardError::ended(
+            ctx.cause().unwrap_or(Cause::DeadlineExceeded),
+        ));
+    }
+    let Some(left) = ctx.remaining() else {
+        return Ok(cap);
+    };
+    let policy = ctx.policy();
+    let budget = left.saturating_sub(policy.reserve());
+    let budget = cap.map_or(budget, |cap| cap.min(budget));
+    if budget < policy.floor() {
+        return Err(GuardError::refused_for_budget(budget, policy.floor()));
+    }
+    Ok(Some(budget))
+}
+
+impl<S, Req> Service<Req> for PerTryTimeout<S>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+{
+    type Response = S::Response;
+    type Error = GuardError;
+    type Future = PerTryFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(GuardError::from_inner)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        let ctx = Context::try_current();
+        match attempt_budget(ctx.as_ref(), self.cap) {
+            Err(e) => PerTryFuture::failed(e),
+            Ok(None) => {
+                let fut = self.inner.call(req);
+                PerTryFuture::running(fut, None)
+            }
+            Ok(Some(budget)) => {
+                let parent = ctx.unwrap_or_default();
+                let (child, guard) = match Instant::now().checked_add(budget) {
+                    Some(deadline) => parent.with_deadline(deadline),
+                    None => parent.with_cancel(),
+                };
+                let fut = child.sync_scope(|| self.inner.call(req));
+                PerTryFuture::running(fut, Some((child, guard)))
+            }
+        }
+    }
+}
+
+pin_project! {
+    /// Response future of [`PerTryTimeout`]: the call raced against the attempt's context.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping it drops the call and cancels the attempt's context.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct PerTryFuture<F> {
+        #[pin]
+        call: Option<TaskLocalFuture<Context, F>>,
+        #[pin]
+        plain: Option<F>,
+        #[pin]
+        done: Option<Done>,
+        guard: Option<CancelGuard>,
+        error: Option<GuardError>,
+    }
+}
+
+impl<F: Future> PerTryFuture<F> {
+    fn running(fut: F, scope: Option<(Context, CancelGuard)>) -> Self {
+        match scope {
+            None => PerTryFuture {
+                call: None,
+                plain: Some(fut),
+                done: None,
+                guard: None,
+                error: None,
+            },
+            Some((child, guard)) => PerTryFuture {
+                done: Some(child.done()),
+                call: Some(child.scope(fut)),
+                plain: None,
+                guard: Some(guard),
+                error: None,
+            },
+        }
+    }
+
+    fn failed(error: GuardError) -> Self {
+        PerTryFuture {
+            call: None,
+            plain: None,
+            done: None,
+            guard: None,
+            error: Some(error),
+        }
+    }
+}
+
+impl<F, T, E> Future for PerTryFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, GuardError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let Some(e) = this.error.take() {
+            return Poll::Ready(Err(e));
+        }
+        if let Some(plain) = this.plain.as_pin_mut() {
+            return plain.poll(cx).map_err(GuardError::from_inner);
+        }
+        let call = this
+            .call
+            .as_mut()
+            .as_pin_mut()
+            .expect("polled after completion");
+        if let Poll::Ready(result) = call.poll(cx) {
+            this.call.set(None);
+            this.guard.take();
+            return Poll::Ready(result.map_err(GuardError::from_inner));
+        }
+        if let Some(done) = this.done.as_pin_mut() {
+            let cause = std::task::ready!(done.poll(cx));
+            this.call.set(None); // the attempt's time is up: drop the call
+            this.guard.take();
+            return Poll::Ready(Err(GuardError::ended(cause)));
+        }
+        Poll::Pending
+    }
+}
+
+impl<F> fmt::Debug for PerTryFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PerTryFuture")
+            .field("timed", &self.done.is_some())
+            .finish_non_exhaustive()
+    }
+}

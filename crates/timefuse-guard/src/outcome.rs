@@ -479,6 +479,26 @@ impl From<Cause> for GuardError {
     }
 }
 
+/// The budget a call made now on `ctx` would get under the downstream rule of its policy:
+/// `min(downstream cap of name, remaining − reserve)`, zero once `ctx` is done, `None` when `ctx`
+/// has no deadline (nothing to refuse for). `name: None` uses the policy's default cap.
+#[cfg_attr(
+    not(any(feature = "admission", feature = "breaker", feature = "bulkhead")),
+    allow(dead_code)
+)]
+pub(crate) fn call_budget(ctx: &timefuse::Context, name: Option<&str>) -> Option<Duration> {
+    if ctx.is_done() {
+        return Some(Duration::ZERO);
+    }
+    let remaining = ctx.remaining()?;
+    let policy = ctx.policy();
+    let cap = match name {
+        Some(name) => policy.downstream_cap(name),
+        None => policy.default_downstream_cap(),
+    };
+    Some(cap.min(remaining.saturating_sub(policy.reserve())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -50,11 +50,14 @@ where
         let mut this = self.project();
         match this.inner.as_mut().poll_frame(cx) {
             Poll::Ready(None) => {
+                // Unregister first: ending the scope would otherwise wake this task for nothing.
+                this.done.set(None);
                 this.scope.take(); // the call is complete: record it
                 return Poll::Ready(None);
             }
             Poll::Ready(Some(frame)) => {
                 if this.inner.is_end_stream() {
+                    this.done.set(None);
                     this.scope.take();
                 }
                 return Poll::Ready(Some(frame.map_err(Into::into)));

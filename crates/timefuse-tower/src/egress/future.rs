@@ -76,11 +76,18 @@ where
             .expect("polled after completion");
         if let Poll::Ready(result) = inner.poll(cx) {
             this.inner.set(None);
+            this.done.set(None); // unregister before the scope can end (no spurious wake-up)
             let scope = this.scope.take();
             let grpc = *this.grpc;
             return Poll::Ready(match result {
                 Ok(res) => Ok(res.map(|b| EgressBody::new(b, scope, grpc))),
-                Err(e) => Err(e.into()),
+                // A failure once the call's context has ended is that end. tonic's channel, for
+                // one, times the call by the `grpc-timeout` written here and fails it with
+                // CANCELLED ("Timeout expired") in the same timer tick as the budget.
+                Err(e) => match scope.as_ref().and_then(|s| s.context().cause()) {
+                    Some(cause) => Err(EgressError::Ended(cause).boxed(grpc)),
+                    None => Err(e.into()),
+                },
             });
         }
         if let Some(done) = this.done.as_pin_mut() {

@@ -98,6 +98,7 @@ where
             Poll::Ready(Some(Ok(frame))) => {
                 if body.is_end_stream() {
                     *this.ended = true;
+                    this.done.set(None); // unregister first: no spurious wake-up
                     drop(this.guard.take()); // complete: cancel leftovers
                 }
                 return Poll::Ready(Some(Ok(frame)));
@@ -105,6 +106,7 @@ where
             Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
             Poll::Ready(None) => {
                 *this.ended = true;
+                this.done.set(None);
                 drop(this.guard.take());
                 return Poll::Ready(None);
             }

@@ -107,6 +107,7 @@ where
                     // say) is too late: the caller has given up. Answer for it.
                     Some(cause) if cause.is_deadline_exceeded() => cause,
                     _ => {
+                        this.done.set(None); // unregister before the guard can end the context
                         let guard = this.guard.take();
                         return Poll::Ready(result.map(|res| {
                             let (mut parts, body) = res.into_parts();

@@ -813,11 +813,7 @@ impl fmt::Display for LeakReport {
         if let Some(rt) = self.runtime {
             write!(f, " on runtime {rt}")?;
         }
-        writeln!(
-            f,
-            " after {} retries ({:?})",
-            self.attempts, self.waited
-        )?;
+        writeln!(f, " after {} retries ({:?})", self.attempts, self.waited)?;
         let ended = self.tasks.iter().filter(|t| t.context_ended()).count()
             + self.resources.iter().filter(|r| r.context_ended()).count();
         if ended > 0 {

@@ -322,7 +322,11 @@ impl Dump {
             },
             ended_tasks.len() + ended_resources.len()
         )?;
-        writeln!(out, "taken at unix {}", unix_millis(self.taken_at) as f64 / 1e3)?;
+        writeln!(
+            out,
+            "taken at unix {}",
+            unix_millis(self.taken_at) as f64 / 1e3
+        )?;
         if !ended_tasks.is_empty() || !ended_resources.is_empty() {
             writeln!(
                 out,
@@ -602,7 +606,12 @@ mod http {
     /// # let _ = app;
     /// ```
     pub async fn handler(Query(query): Query<DumpQuery>) -> Response {
-        let format = match query.format.as_deref().unwrap_or("text").parse::<DumpFormat>() {
+        let format = match query
+            .format
+            .as_deref()
+            .unwrap_or("text")
+            .parse::<DumpFormat>()
+        {
             Ok(format) => format,
             Err(msg) => return (StatusCode::BAD_REQUEST, msg).into_response(),
         };

@@ -430,7 +430,9 @@ impl Timeline {
         }
 
         for t in &tasks {
-            let name = t.name().map_or_else(|| format!("task #{}", t.id()), str::to_owned);
+            let name = t
+                .name()
+                .map_or_else(|| format!("task #{}", t.id()), str::to_owned);
             let mut span = TimelineSpan::new(name, SpanKind::Task, t.started())
                 .on_lane(format!("task #{}", t.id()))
                 .with_arg("spawned_at", t.location())
@@ -705,7 +707,8 @@ struct FieldVisitor {
 
 impl tracing::field::Visit for FieldVisitor {
     fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-        self.fields.insert(field.name().to_owned(), value.to_owned());
+        self.fields
+            .insert(field.name().to_owned(), value.to_owned());
     }
 
     fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {

@@ -102,7 +102,9 @@ fn parse_options(args: TokenStream2) -> syn::Result<Options> {
         match (name.as_deref(), &meta) {
             (Some("ignore_name"), Meta::NameValue(nv)) => {
                 let s = string_arg(&nv.value, "ignore_name")?;
-                options.calls.push(quote_spanned!(s.span()=> .ignore_name(#s)));
+                options
+                    .calls
+                    .push(quote_spanned!(s.span()=> .ignore_name(#s)));
             }
             (Some("ignore_location"), Meta::NameValue(nv)) => {
                 let s = string_arg(&nv.value, "ignore_location")?;
@@ -220,9 +222,7 @@ mod tests {
         assert!(expand_str("", "fn t() {}").contains("goes on an `async fn`"));
         assert!(expand_str("ignore_name = 3", "async fn t() {}").contains("string literal"));
         assert!(expand_str("allow_unbound", "async fn t() {}").contains("needs a value"));
-        assert!(
-            expand_str("ignore_current = 1", "async fn t() {}").contains("`true` or `false`")
-        );
+        assert!(expand_str("ignore_current = 1", "async fn t() {}").contains("`true` or `false`"));
     }
 
     #[test]

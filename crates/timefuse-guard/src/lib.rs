@@ -12,6 +12,8 @@
 
 #[cfg(feature = "breaker")]
 pub mod breaker;
+#[cfg(feature = "fallback")]
+pub mod fallback;
 pub mod outcome;
 #[cfg(feature = "rate-limit")]
 pub mod rate_limit;

@@ -1,5 +1,7 @@
 //! `curl` (a real third-party HTTP peer) against an axum service with the ingress layer: budget
 //! headers in, request id out, 504 on expiry, and `ClientGone` when curl gives up.
+//!
+//! Each test runs under `#[timefuse_leak::test]`: it fails if a request's task outlives it.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -42,6 +44,8 @@ async fn serve() -> (String, Seen) {
         .layer(IngressLayer::http_edge().max(Duration::from_secs(5)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    // Serves until the runtime shuts down: the one unbound task each test allows
+    // (`allow_unbound = 1` in its `#[timefuse_leak::test]`).
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (format!("http://{addr}"), seen)
 }
@@ -59,7 +63,7 @@ async fn curl(args: &[&str]) -> (String, String) {
     (head.to_ascii_lowercase(), body.to_owned())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[timefuse_leak::test(flavor = "multi_thread", worker_threads = 2, allow_unbound = 1)]
 async fn budget_in_request_id_out() {
     let (base, _seen) = serve().await;
     let (head, body) = curl(&[
@@ -81,7 +85,7 @@ async fn budget_in_request_id_out() {
     assert_eq!(v["request_id"], "curl-1");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[timefuse_leak::test(flavor = "multi_thread", worker_threads = 2, allow_unbound = 1)]
 async fn bad_request_id_is_replaced_and_no_budget_falls_back() {
     let (base, _seen) = serve().await;
     let (head, body) = curl(&[
@@ -102,7 +106,7 @@ async fn bad_request_id_is_replaced_and_no_budget_falls_back() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[timefuse_leak::test(flavor = "multi_thread", worker_threads = 2, allow_unbound = 1)]
 async fn expiry_is_504_with_the_request_id() {
     let (base, seen) = serve().await;
     let started = std::time::Instant::now();
@@ -130,7 +134,7 @@ async fn expiry_is_504_with_the_request_id() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[timefuse_leak::test(flavor = "multi_thread", worker_threads = 2, allow_unbound = 1)]
 async fn curl_giving_up_cancels_the_request_with_client_gone() {
     let (base, seen) = serve().await;
     let (head, _) = curl(&["--max-time", "0.3", &format!("{base}/work?ms=4000")]).await;

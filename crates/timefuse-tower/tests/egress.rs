@@ -1,4 +1,7 @@
 //! The egress layer: budgets and identity out, local refusal below the floor, cancellation.
+//!
+//! Each test runs under `#[timefuse_leak::test]`: it fails if a task or a tracked resource
+//! outlives it.
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -42,7 +45,7 @@ fn grpc_req(path: &str) -> Request<Empty<Bytes>> {
         .unwrap()
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn writes_remaining_minus_reserve_and_identity() {
     let sent = Sent::default();
     let mut svc = ServiceBuilder::new()
@@ -87,7 +90,7 @@ async fn writes_remaining_minus_reserve_and_identity() {
     assert_eq!(&*records[0].name, "ledger.Ledger");
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn explicit_context_in_extensions_wins_over_current() {
     let sent = Sent::default();
     let mut svc = ServiceBuilder::new()
@@ -113,7 +116,7 @@ async fn explicit_context_in_extensions_wins_over_current() {
     assert_eq!(h["x-deadline-ms"], "2000");
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn below_the_floor_fails_locally_and_sends_nothing() {
     let sent = Sent::default();
     let mut svc = ServiceBuilder::new()
@@ -138,7 +141,7 @@ async fn below_the_floor_fails_locally_and_sends_nothing() {
     assert!(sent.lock().unwrap().is_empty(), "nothing was sent");
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn the_call_ends_with_its_budget() {
     let sent = Sent::default();
     let mut svc = ServiceBuilder::new()
@@ -163,7 +166,7 @@ async fn the_call_ends_with_its_budget() {
     );
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn the_call_ends_when_the_request_is_cancelled() {
     let sent = Sent::default();
     let mut svc = ServiceBuilder::new()
@@ -191,7 +194,7 @@ async fn the_call_ends_when_the_request_is_cancelled() {
     ));
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn without_a_context_the_request_passes_untouched() {
     let sent = Sent::default();
     let mut svc = ServiceBuilder::new()

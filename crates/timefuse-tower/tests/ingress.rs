@@ -1,4 +1,7 @@
 //! The ingress layer: budgets in, identity in and out, expiry, refusal and client-gone.
+//!
+//! Each test runs under `#[timefuse_leak::test]`: it fails if a task or a tracked resource
+//! outlives it.
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -50,7 +53,7 @@ fn req(headers: &[(&str, &str)]) -> Request<Empty<Bytes>> {
     b.body(Empty::new()).unwrap()
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn smallest_budget_wins_and_identity_is_echoed() {
     let seen = Seen::default();
     let mut svc = ServiceBuilder::new()
@@ -90,7 +93,7 @@ async fn smallest_budget_wins_and_identity_is_echoed() {
     assert_eq!(ctx.cause(), Some(Cause::Canceled));
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn fallback_clamp_and_untrusted_edge() {
     let seen = Seen::default();
     let layer = IngressLayer::grpc()
@@ -134,7 +137,7 @@ async fn fallback_clamp_and_untrusted_edge() {
     );
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn bad_request_id_is_replaced_and_bad_budget_headers_ignored() {
     let seen = Seen::default();
     let mut svc = ServiceBuilder::new()
@@ -166,7 +169,7 @@ async fn bad_request_id_is_replaced_and_bad_budget_headers_ignored() {
     }
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn expiry_answers_504_json_and_cancels_the_handler() {
     let seen = Seen::default();
     let mut svc = ServiceBuilder::new()
@@ -191,7 +194,7 @@ async fn expiry_answers_504_json_and_cancels_the_handler() {
     );
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn grpc_expiry_is_deadline_exceeded_never_cancelled() {
     let seen = Seen::default();
     let mut svc = ServiceBuilder::new()
@@ -212,7 +215,7 @@ async fn grpc_expiry_is_deadline_exceeded_never_cancelled() {
     assert_eq!(res.headers()["content-type"], "application/grpc");
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn admission_refuses_thin_budgets_without_running_the_handler() {
     let seen = Seen::default();
     let layer = IngressLayer::grpc().min_admit(Duration::from_millis(50));
@@ -247,7 +250,7 @@ async fn admission_refuses_thin_budgets_without_running_the_handler() {
     assert!(seen.lock().unwrap().is_empty(), "the handler never ran");
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn caller_going_away_cancels_with_client_gone() {
     let seen = Seen::default();
     let mut svc = ServiceBuilder::new()
@@ -263,7 +266,7 @@ async fn caller_going_away_cancels_with_client_gone() {
     assert_eq!(ctx.cause(), Some(Cause::ClientGone));
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn body_dropped_early_is_client_gone() {
     let seen = Seen::default();
     let mut svc = ServiceBuilder::new()

@@ -2,6 +2,9 @@
 //!
 //! Tests run in parallel, each on its own runtime, and share the process-wide registry: every
 //! assertion on the registry filters by the test's runtime.
+//!
+//! Every async test runs under `#[timefuse_leak::test]`, which also checks, per runtime, that
+//! nothing the test spawned is still alive when it returns.
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
@@ -24,7 +27,7 @@ fn find(id: u64) -> Option<TaskInfo> {
     task::snapshot_where(|t| t.id() == id).pop()
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn bound_task_stops_at_deadline() {
     let (ctx, _guard) = Context::background().with_timeout(Duration::from_millis(100));
     let start = Instant::now();
@@ -37,7 +40,7 @@ async fn bound_task_stops_at_deadline() {
     assert!(mine().is_empty());
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn bound_task_stops_at_cancel() {
     let (ctx, guard) = Context::background().with_cancel();
     let handle = ctx.spawn(std::future::pending::<()>());
@@ -48,13 +51,13 @@ async fn bound_task_stops_at_cancel() {
     assert!(mine().is_empty());
 }
 
-#[tokio::test]
+#[timefuse_leak::test]
 async fn bound_task_completes_with_its_output() {
     let ctx = Context::background();
     assert_eq!(ctx.spawn(async { 7 }).await.unwrap(), Ok(7));
 }
 
-#[tokio::test]
+#[timefuse_leak::test]
 async fn ended_context_never_starts_the_task() {
     let (ctx, guard) = Context::background().with_cancel();
     guard.cancel_with(Cause::Shutdown);
@@ -63,7 +66,7 @@ async fn ended_context_never_starts_the_task() {
     assert!(mine().is_empty());
 }
 
-#[tokio::test]
+#[timefuse_leak::test]
 async fn current_context_inside_the_task_is_the_spawners() {
     let (ctx, _guard) = Context::background().with_value("tenant-7").with_cancel();
     let expected = ctx.clone();
@@ -84,7 +87,7 @@ async fn current_context_inside_the_task_is_the_spawners() {
     assert!(Context::try_current().is_none());
 }
 
-#[tokio::test]
+#[timefuse_leak::test]
 async fn registry_records_the_task_then_drops_it_on_completion() {
     let trace = TraceContext::new([0x5a; 16], [1; 8], 1);
     let ctx = Context::background()
@@ -130,7 +133,7 @@ async fn registry_records_the_task_then_drops_it_on_completion() {
     assert!(mine().is_empty(), "a joined task is never still listed");
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn registry_drops_the_task_on_cancel_and_on_abort() {
     let (ctx, guard) = Context::background().with_cancel();
     let cancelled = ctx.spawn_named("to-cancel", std::future::pending::<()>());
@@ -156,7 +159,7 @@ async fn registry_drops_the_task_on_cancel_and_on_abort() {
     assert!(mine().is_empty());
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn registry_shows_age_and_a_detached_task() {
     let (ctx, guard) = Context::background().with_timeout(Duration::from_secs(60));
     // Detached: the handle is dropped, the task lives on and stays visible.
@@ -170,14 +173,14 @@ async fn registry_shows_age_and_a_detached_task() {
     assert!(mine().is_empty());
 }
 
-#[tokio::test]
+#[timefuse_leak::test]
 async fn registry_drops_the_task_on_panic() {
     let handle = Context::background().spawn_named("panicky", async { panic!("boom") });
     assert!(handle.await.unwrap_err().is_panic());
     assert!(mine().is_empty());
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn cooperative_task_alive_after_its_context_ended_is_visible() {
     let (parent, parent_guard) = Context::background()
         .with_request_id(RequestId::new("req-deaf").unwrap())
@@ -203,7 +206,7 @@ async fn cooperative_task_alive_after_its_context_ended_is_visible() {
     assert!(info.to_string().contains("context ended (") && info.to_string().contains("req-deaf"));
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn shutdown_finishes_the_cooperative_and_aborts_the_deaf() {
     let mut scope = TaskScope::new(&Context::background());
     let (cleaned, cleaned_rx) = oneshot::channel();
@@ -249,7 +252,7 @@ async fn shutdown_finishes_the_cooperative_and_aborts_the_deaf() {
     assert!(mine().is_empty());
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn shutdown_returns_early_when_everyone_listens() {
     let mut scope = TaskScope::new(&Context::background());
     for n in 0..3 {
@@ -264,7 +267,7 @@ async fn shutdown_returns_early_when_everyone_listens() {
     assert_eq!(report.finished.len(), 3);
 }
 
-#[tokio::test]
+#[timefuse_leak::test]
 async fn shutdown_with_an_unbounded_grace_waits() {
     let mut scope = TaskScope::new(&Context::background());
     scope.spawn("listener", async {
@@ -274,7 +277,7 @@ async fn shutdown_with_an_unbounded_grace_waits() {
     assert_eq!(report.finished.len(), 1);
 }
 
-#[tokio::test]
+#[timefuse_leak::test]
 async fn wait_joins_without_cancelling_and_reports_panics_and_aborts() {
     let mut scope = TaskScope::new(&Context::background());
     scope.spawn("ok", async {});
@@ -294,7 +297,7 @@ async fn wait_joins_without_cancelling_and_reports_panics_and_aborts() {
     assert_eq!(scope.wait().await.finished.len(), 1);
 }
 
-#[tokio::test]
+#[timefuse_leak::test]
 async fn scope_tasks_run_under_the_scope_context() {
     let parent = Context::background().with_value(11_u32);
     let mut scope = TaskScope::new(&parent);
@@ -309,7 +312,7 @@ async fn scope_tasks_run_under_the_scope_context() {
     scope.wait().await;
 }
 
-#[tokio::test]
+#[timefuse_leak::test]
 async fn dropping_a_scope_cancels_and_aborts() {
     let mut scope = TaskScope::new(&Context::background());
     let ctx = scope.context().clone();
@@ -327,7 +330,7 @@ async fn dropping_a_scope_cancels_and_aborts() {
     assert!(mine().is_empty());
 }
 
-#[tokio::test]
+#[timefuse_leak::test]
 async fn dropping_the_shutdown_future_aborts_the_rest() {
     let mut scope = TaskScope::new(&Context::background());
     scope.spawn("deaf", std::future::pending::<()>());
@@ -347,7 +350,7 @@ async fn dropping_the_shutdown_future_aborts_the_rest() {
     assert!(mine().is_empty());
 }
 
-#[tokio::test]
+#[timefuse_leak::test]
 async fn track_registers_foreign_tasks() {
     let ctx = Context::background().with_request_id(RequestId::new("req-track").unwrap());
     let tracked = ctx.sync_scope(|| task::track("foreign", std::future::pending::<()>()));
@@ -455,7 +458,7 @@ fn registry_attributes_tasks_to_their_runtime() {
     assert_ne!(ids[0], ids[1]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[timefuse_leak::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_tasks_leave_the_registry_empty() {
     let me = Handle::current().id();
     let (ctx, guard) = Context::background().with_cancel();

@@ -47,6 +47,8 @@ pub(crate) enum Class {
     },
     /// A `Done` future of a context.
     Done,
+    /// A deadline or remaining time read from a context (`ctx.remaining()`).
+    Deadline,
 }
 
 #[derive(Clone, Debug)]
@@ -131,6 +133,15 @@ impl Env {
         self.visible()
             .into_iter()
             .filter(|b| matches!(b.class, Class::Ctx(_) | Class::Done))
+            .map(|b| b.name.clone())
+            .collect()
+    }
+
+    /// Names of visible contexts, `done()` futures and deadlines read from a context.
+    pub fn ctx_and_deadline_names(&self) -> std::collections::HashSet<String> {
+        self.visible()
+            .into_iter()
+            .filter(|b| matches!(b.class, Class::Ctx(_) | Class::Done | Class::Deadline))
             .map(|b| b.name.clone())
             .collect()
     }

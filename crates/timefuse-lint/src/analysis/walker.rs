@@ -200,6 +200,32 @@ impl<'a> Walker<'a> {
         f.found
     }
 
+    /// True if `expr` reads a context's deadline or remaining time (`ctx.remaining()`).
+    fn reads_deadline(&self, expr: &Expr) -> bool {
+        struct Find<'c, 'n> {
+            cx: &'c ListenCtx<'n>,
+            found: bool,
+        }
+        impl<'ast> Visit<'ast> for Find<'_, '_> {
+            fn visit_expr_method_call(&mut self, m: &'ast syn::ExprMethodCall) {
+                if matches!(m.method.to_string().as_str(), "remaining" | "deadline")
+                    && self.cx.is_ctx(&m.receiver)
+                {
+                    self.found = true;
+                }
+                visit::visit_expr_method_call(self, m);
+            }
+        }
+        let names = self.env.ctx_and_deadline_names();
+        let cx = self.listen_cx(&names);
+        let mut f = Find {
+            cx: &cx,
+            found: false,
+        };
+        f.visit_expr(expr);
+        f.found
+    }
+
     // ----- functions -----
 
     fn enter_fn(&mut self, attrs: &[syn::Attribute], sig: &Signature, body: &Block) {
@@ -347,20 +373,23 @@ impl<'a> Walker<'a> {
                 );
                 self.emit(Rule::GuardDroppedAtOnce, t.elems[1].span(), msg, None);
             }
-            _ => {
-                // `let c = ctx.with_timeout(d).0;`: the tuple temporary, guard included, is
-                // dropped at the end of the statement.
-                if let Expr::Field(f) = peel(expr)
-                    && matches!(f.member, syn::Member::Unnamed(ref i) if i.index == 0)
-                    && ident_of(&f.base).is_none()
-                    && matches!(classify(&f.base, &self.env, self.names), Value::Pair(_))
-                {
-                    let msg = format!(
-                        "`{snippet}` keeps the context but drops its guard with the temporary tuple: the context is cancelled at the end of this statement"
-                    );
-                    self.emit(Rule::GuardDroppedAtOnce, expr.span(), msg, None);
-                }
-            }
+            _ => self.check_tuple_temp(expr),
+        }
+    }
+
+    /// `let c = ctx.with_timeout(d).0;`, `c = ..0;`: the tuple temporary, guard included, is
+    /// dropped at the end of the statement.
+    fn check_tuple_temp(&mut self, expr: &Expr) {
+        if let Expr::Field(f) = peel(expr)
+            && matches!(f.member, syn::Member::Unnamed(ref i) if i.index == 0)
+            && ident_of(&f.base).is_none()
+            && matches!(classify(&f.base, &self.env, self.names), Value::Pair(_))
+        {
+            let msg = format!(
+                "`{}` keeps the context but drops its guard with the temporary tuple: the context is cancelled at the end of this statement",
+                self.snippet(expr.span())
+            );
+            self.emit(Rule::GuardDroppedAtOnce, expr.span(), msg, None);
         }
     }
 
@@ -507,14 +536,6 @@ impl<'a> Walker<'a> {
         if !matches!(b.class, Class::Ctx(_)) || b.loop_depth >= self.frame.loop_depth {
             return;
         }
-        // A plain alias (`ctx = other.clone()`) does not grow anything.
-        let derives = match peel(right) {
-            Expr::MethodCall(m) => {
-                let name = m.method.to_string();
-                !matches!(name.as_str(), "clone" | "to_owned" | "context")
-            }
-            _ => true,
-        };
         let parent = match classify(right, &self.env, self.names) {
             Value::Ctx(c) | Value::Pair(c) | Value::Scope(c) => c.parent,
             _ => None,
@@ -522,13 +543,11 @@ impl<'a> Walker<'a> {
         let Some(parent) = parent else {
             return;
         };
-        let via_local = ident_of(right).is_some();
-        // `ctx = ctx.with_value(..)`, or `ctx = child` where `child` was derived from `ctx`.
-        let grows = if via_local {
-            parent != target && self.env.derived_from(&parent, &target)
-        } else {
-            derives && self.env.derived_from(&parent, &target)
-        };
+        // `ctx = ctx.clone()` is an alias, not a child.
+        let alias = parent == target
+            && matches!(peel(right), Expr::MethodCall(m)
+                if matches!(m.method.to_string().as_str(), "clone" | "to_owned" | "context"));
+        let grows = !alias && self.env.derived_from(&parent, &target);
         if grows {
             let msg = format!(
                 "`{target}` is reassigned from a child of itself in a loop: each iteration nests one level deeper (and a guard dropped per iteration cancels it)"
@@ -877,6 +896,10 @@ impl<'ast> Visit<'ast> for Walker<'_> {
             .init
             .as_ref()
             .map_or(Value::Other, |i| classify(&i.expr, &self.env, self.names));
+        let deadline = value == Value::Other
+            && l.init
+                .as_ref()
+                .is_some_and(|i| self.reads_deadline(&i.expr));
         bind_pat(
             &mut self.env,
             &l.pat,
@@ -884,6 +907,9 @@ impl<'ast> Visit<'ast> for Walker<'_> {
             self.frame.loop_depth,
             self.names,
         );
+        if deadline && let Some(name) = ident_pat(&l.pat) {
+            self.env.bind(name, Class::Deadline, self.frame.loop_depth);
+        }
     }
 
     // ----- control flow -----
@@ -1024,6 +1050,8 @@ impl<'ast> Visit<'ast> for Walker<'_> {
     fn visit_expr_assign(&mut self, a: &'ast syn::ExprAssign) {
         if matches!(peel(&a.left), Expr::Infer(_)) {
             self.check_discarded(&a.right);
+        } else {
+            self.check_tuple_temp(&a.right);
         }
         self.check_reassign(&a.left, &a.right, a.span());
         visit::visit_expr_assign(self, a);
@@ -1044,12 +1072,15 @@ impl<'ast> Visit<'ast> for Walker<'_> {
             && self.names.is_spawn_path(&p.path)
         {
             let path = self.snippet(p.span());
+            // A task that does not take the context is reported once, here; the listening
+            // rules do not apply inside it.
+            let detached = !c.args.iter().any(|a| self.mentions_ctx(a));
             if self.opts.is_enabled(Rule::SpawnWithoutContext)
+                && detached
                 && let Some((ctx, _)) = self
                     .env
                     .nearest_ctx(|k| k != Kind::Fresh)
                     .map(|(n, c)| (n.to_owned(), c.clone()))
-                && !c.args.iter().any(|a| self.mentions_ctx(a))
             {
                 let msg = format!(
                     "`{path}` starts a task without the context `{ctx}` that is in scope: it keeps running after the request ends"
@@ -1060,7 +1091,7 @@ impl<'ast> Visit<'ast> for Walker<'_> {
                 self.check_escape(&Expr::Call(c.clone()), None, "the spawned task");
             }
             // A spawned task is not raced with anything it was spawned from.
-            let saved = std::mem::take(&mut self.frame.raced);
+            let saved = std::mem::replace(&mut self.frame.raced, usize::from(detached));
             let saved_loop = std::mem::take(&mut self.frame.flagged_loop);
             for a in &c.args {
                 self.visit_expr(a);
@@ -1076,7 +1107,10 @@ impl<'ast> Visit<'ast> for Walker<'_> {
         }
         // `timeout(ctx.remaining()?, fut)`: the future is bounded by the context's deadline.
         let deadline_bound = matches!(callee_name.as_str(), "timeout" | "timeout_at")
-            && c.args.first().is_some_and(|a| self.mentions_ctx(a));
+            && c.args.first().is_some_and(|a| {
+                let names = self.env.ctx_and_deadline_names();
+                self.mentions_ctx(a) || idents(a).iter().any(|i| names.contains(i))
+            });
         let block_on = callee_name == "block_on";
         self.visit_expr(&c.func);
         self.frame.raced += usize::from(deadline_bound);
@@ -1162,7 +1196,7 @@ impl<'ast> Visit<'ast> for Walker<'_> {
             && !self.frame.flagged_loop
             && let Some(ctx) = self.inherited()
         {
-            let names = self.ctx_names();
+            let names = self.env.ctx_and_deadline_names();
             let cx = self.listen_cx(&names);
             if let Some(op) = long_op(&e.base, &cx) {
                 let msg = format!(

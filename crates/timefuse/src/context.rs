@@ -107,7 +107,10 @@ impl Context {
     /// assert_eq!(ctx.deadline(), None);
     /// ```
     pub const fn background() -> Context {
-        Context { node: None, values: None }
+        Context {
+            node: None,
+            values: None,
+        }
     }
 
     /// A child that is cancelled when the returned guard is dropped or cancelled, or when this
@@ -159,7 +162,10 @@ impl Context {
 
     fn child(&self, deadline: Option<Instant>) -> (Context, CancelGuard) {
         let node = CancelNode::new(self.node.as_ref(), deadline);
-        let ctx = Context { node: Some(Arc::clone(&node)), values: self.values.clone() };
+        let ctx = Context {
+            node: Some(Arc::clone(&node)),
+            values: self.values.clone(),
+        };
         (ctx, CancelGuard { node: Some(node) })
     }
 
@@ -183,9 +189,15 @@ impl Context {
     where
         T: Any + Send + Sync,
     {
-        let node: Arc<ValueNode<AnyValue>> =
-            Arc::new(ValueNode { parent: self.values.clone(), type_id: TypeId::of::<T>(), value });
-        Context { node: self.node.clone(), values: Some(node) }
+        let node: Arc<ValueNode<AnyValue>> = Arc::new(ValueNode {
+            parent: self.values.clone(),
+            type_id: TypeId::of::<T>(),
+            value,
+        });
+        Context {
+            node: self.node.clone(),
+            values: Some(node),
+        }
     }
 
     /// The nearest value of type `T` on this context or its ancestors.
@@ -224,7 +236,10 @@ impl Context {
     /// assert_eq!(detached.value::<&str>(), Some(&"trace-7"));
     /// ```
     pub fn without_cancel(&self) -> Context {
-        Context { node: None, values: self.values.clone() }
+        Context {
+            node: None,
+            values: self.values.clone(),
+        }
     }
 
     /// True once the context has ended: cancelled, or its deadline passed (Go's `ctx.Err() != nil`).
@@ -281,7 +296,8 @@ impl Context {
     /// assert!(left > Duration::from_millis(900) && left <= Duration::from_secs(1));
     /// ```
     pub fn remaining(&self) -> Option<Duration> {
-        self.deadline().map(|d| d.saturating_duration_since(Instant::now()))
+        self.deadline()
+            .map(|d| d.saturating_duration_since(Instant::now()))
     }
 
     /// A future that resolves with the cause when the context ends: cancelled, or its deadline
@@ -372,13 +388,23 @@ impl Context {
     {
         let Some(node) = &self.node else {
             // This context can never end: `f` will never run, and stopping it says so.
-            return AfterHandle { node: None, key: 0, watcher: None, never_runs: true };
+            return AfterHandle {
+                node: None,
+                key: 0,
+                watcher: None,
+                never_runs: true,
+            };
         };
         node.is_done(); // observe a passed deadline before registering
         match node.add_after(Box::new(f)) {
             Err(f) => {
                 f();
-                AfterHandle { node: None, key: 0, watcher: None, never_runs: false }
+                AfterHandle {
+                    node: None,
+                    key: 0,
+                    watcher: None,
+                    never_runs: false,
+                }
             }
             Ok(key) => {
                 let watcher = node.deadline().map(|_| {
@@ -388,7 +414,12 @@ impl Context {
                     })
                     .abort_handle()
                 });
-                AfterHandle { node: Some(Arc::clone(node)), key, watcher, never_runs: false }
+                AfterHandle {
+                    node: Some(Arc::clone(node)),
+                    key,
+                    watcher,
+                    never_runs: false,
+                }
             }
         }
     }
@@ -533,7 +564,9 @@ impl Drop for CancelGuard {
 
 impl fmt::Debug for CancelGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CancelGuard").field("armed", &self.node.is_some()).finish()
+        f.debug_struct("CancelGuard")
+            .field("armed", &self.node.is_some())
+            .finish()
     }
 }
 

@@ -39,7 +39,11 @@ pin_project! {
 
 impl Done {
     pub(crate) fn new(node: Option<Arc<CancelNode>>) -> Done {
-        Done { node, key: None, sleep: None }
+        Done {
+            node,
+            key: None,
+            sleep: None,
+        }
     }
 
     fn cause_now(node: &CancelNode) -> Cause {
@@ -100,7 +104,11 @@ pin_project! {
 
 impl<F> Run<F> {
     pub(crate) fn new(fut: F, done: Done) -> Self {
-        Run { fut, done, started: false }
+        Run {
+            fut,
+            done,
+            started: false,
+        }
     }
 }
 
@@ -112,10 +120,10 @@ impl<F: Future> Future for Run<F> {
         if !*this.started {
             *this.started = true;
             // Work whose budget is already gone is never started.
-            if let Some(node) = this.done.node.as_ref() {
-                if node.is_done() {
-                    return Poll::Ready(Err(Done::cause_now(node)));
-                }
+            if let Some(node) = this.done.node.as_ref()
+                && node.is_done()
+            {
+                return Poll::Ready(Err(Done::cause_now(node)));
             }
         }
         if let Poll::Ready(out) = this.fut.poll(cx) {
@@ -127,6 +135,8 @@ impl<F: Future> Future for Run<F> {
 
 impl<F> fmt::Debug for Run<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Run").field("done", &self.done).finish_non_exhaustive()
+        f.debug_struct("Run")
+            .field("done", &self.done)
+            .finish_non_exhaustive()
     }
 }

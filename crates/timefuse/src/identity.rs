@@ -29,7 +29,9 @@ impl fmt::Display for IdentityError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             IdentityError::Empty => f.write_str("empty value"),
-            IdentityError::TooLong(max, got) => write!(f, "{got} bytes, more than the limit of {max}"),
+            IdentityError::TooLong(max, got) => {
+                write!(f, "{got} bytes, more than the limit of {max}")
+            }
             IdentityError::BadChar(at) => write!(f, "byte {at} is outside the allowed characters"),
             IdentityError::Malformed(what) => write!(f, "malformed traceparent: {what}"),
         }
@@ -134,7 +136,12 @@ pub struct TraceContext {
 impl TraceContext {
     /// A trace context from its parts (no `tracestate`).
     pub fn new(trace_id: [u8; 16], parent_id: [u8; 8], flags: u8) -> TraceContext {
-        TraceContext { trace_id, parent_id, flags, state: None }
+        TraceContext {
+            trace_id,
+            parent_id,
+            flags,
+            state: None,
+        }
     }
 
     /// Parses a `traceparent` header and, if given, keeps a `tracestate` of at most
@@ -148,7 +155,10 @@ impl TraceContext {
     /// # Errors
     ///
     /// [`IdentityError::Malformed`] naming the first field that is wrong.
-    pub fn parse(traceparent: &str, tracestate: Option<&str>) -> Result<TraceContext, IdentityError> {
+    pub fn parse(
+        traceparent: &str,
+        tracestate: Option<&str>,
+    ) -> Result<TraceContext, IdentityError> {
         let b = traceparent.as_bytes();
         if b.len() < 55 {
             return Err(IdentityError::Malformed("shorter than 55 bytes"));
@@ -158,7 +168,9 @@ impl TraceContext {
             return Err(IdentityError::Malformed("version ff is invalid"));
         }
         if version == 0 && b.len() != 55 {
-            return Err(IdentityError::Malformed("version 00 must be exactly 55 bytes"));
+            return Err(IdentityError::Malformed(
+                "version 00 must be exactly 55 bytes",
+            ));
         }
         if version != 0 && b.len() > 55 && b[55] != b'-' {
             return Err(IdentityError::Malformed("fields after flags"));
@@ -168,11 +180,13 @@ impl TraceContext {
         }
         let mut trace_id = [0u8; 16];
         for (i, out) in trace_id.iter_mut().enumerate() {
-            *out = hex_byte(&b[3 + 2 * i..5 + 2 * i]).ok_or(IdentityError::Malformed("trace-id"))?;
+            *out =
+                hex_byte(&b[3 + 2 * i..5 + 2 * i]).ok_or(IdentityError::Malformed("trace-id"))?;
         }
         let mut parent_id = [0u8; 8];
         for (i, out) in parent_id.iter_mut().enumerate() {
-            *out = hex_byte(&b[36 + 2 * i..38 + 2 * i]).ok_or(IdentityError::Malformed("parent-id"))?;
+            *out = hex_byte(&b[36 + 2 * i..38 + 2 * i])
+                .ok_or(IdentityError::Malformed("parent-id"))?;
         }
         let flags = hex_byte(&b[53..55]).ok_or(IdentityError::Malformed("flags"))?;
         if trace_id == [0; 16] {
@@ -185,7 +199,12 @@ impl TraceContext {
             .filter(|s| !s.is_empty() && s.len() <= MAX_TRACESTATE_LEN)
             .filter(|s| s.bytes().all(|c| (0x20..0x7f).contains(&c)))
             .map(Arc::from);
-        Ok(TraceContext { trace_id, parent_id, flags, state })
+        Ok(TraceContext {
+            trace_id,
+            parent_id,
+            flags,
+            state,
+        })
     }
 
     /// The `traceparent` header for this context (always version `00`).
@@ -202,7 +221,10 @@ impl TraceContext {
 
     /// The same trace with `span_id` as the parent id: what a hop sends downstream.
     pub fn with_parent_id(&self, span_id: [u8; 8]) -> TraceContext {
-        TraceContext { parent_id: span_id, ..self.clone() }
+        TraceContext {
+            parent_id: span_id,
+            ..self.clone()
+        }
     }
 
     /// The 16-byte trace id.
@@ -240,7 +262,9 @@ impl TraceContext {
 
 impl fmt::Debug for TraceContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("TraceContext").field(&self.to_traceparent()).finish()
+        f.debug_tuple("TraceContext")
+            .field(&self.to_traceparent())
+            .finish()
     }
 }
 
@@ -282,11 +306,20 @@ mod tests {
         ] {
             assert!(TraceContext::parse(bad, None).is_err(), "{bad}");
         }
-        let future = "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-the-future-holds";
+        let future =
+            "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-the-future-holds";
         assert!(TraceContext::parse(future, None).is_ok());
         let long_state = "a=".repeat(400);
-        assert_eq!(TraceContext::parse(ok, Some(&long_state)).unwrap().tracestate(), None);
-        assert_eq!(TraceContext::parse(ok, Some("k=v")).unwrap().tracestate(), Some("k=v"));
+        assert_eq!(
+            TraceContext::parse(ok, Some(&long_state))
+                .unwrap()
+                .tracestate(),
+            None
+        );
+        assert_eq!(
+            TraceContext::parse(ok, Some("k=v")).unwrap().tracestate(),
+            Some("k=v")
+        );
     }
 
     proptest! {

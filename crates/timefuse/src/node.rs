@@ -87,7 +87,8 @@ impl CancelNode {
         let parent_state = parent.state.load(Relaxed);
         if parent_state == ACTIVE {
             let ext = guard.get_or_insert_with(Default::default);
-            let slot = u32::try_from(ext.children.len()).expect("more than 4 billion live children");
+            let slot =
+                u32::try_from(ext.children.len()).expect("more than 4 billion live children");
             node.slot.store(slot, Relaxed);
             ext.children.push(Arc::downgrade(&node));
         } else {
@@ -96,7 +97,9 @@ impl CancelNode {
             drop(guard);
             node.state.store(parent_state, Release);
             if parent_state == OTHER {
-                lock(&node.inner).get_or_insert_with(Default::default).custom = custom;
+                lock(&node.inner)
+                    .get_or_insert_with(Default::default)
+                    .custom = custom;
             }
             return node;
         }
@@ -154,6 +157,9 @@ impl CancelNode {
     /// which includes a deadline that passed unobserved: the deadline came first, so the node
     /// ends with `DeadlineExceeded` and the late cancel reports that it changed nothing.
     pub(crate) fn cancel(&self, cause: Cause) -> bool {
+        if self.state.load(Acquire) != ACTIVE {
+            return false; // already ended: skip the clock read and the lock
+        }
         if self.deadline.is_some_and(|d| Instant::now() >= d) {
             self.end(Cause::DeadlineExceeded);
             return false;
@@ -176,8 +182,17 @@ impl CancelNode {
             // anyone looked, so it ends with `DeadlineExceeded` (and so do its descendants, whose
             // deadlines are no later than its own).
             let expired = !cause.is_deadline_exceeded()
-                && child.deadline.is_some_and(|d| *now.get_or_insert_with(Instant::now) >= d);
-            child.mark(if expired { &Cause::DeadlineExceeded } else { &cause }, &mut pending);
+                && child
+                    .deadline
+                    .is_some_and(|d| *now.get_or_insert_with(Instant::now) >= d);
+            child.mark(
+                if expired {
+                    &Cause::DeadlineExceeded
+                } else {
+                    &cause
+                },
+                &mut pending,
+            );
             // `child` is dropped here, outside every lock (invariant 4).
         }
         for waker in pending.wakers {
@@ -199,12 +214,18 @@ impl CancelNode {
             if let Cause::Other(e) = cause {
                 ext.custom = Some(Arc::clone(e));
             }
-            pending.stack.extend(ext.children.drain(..).filter_map(|w| w.upgrade()));
+            pending.stack.reserve(ext.children.len());
+            pending
+                .stack
+                .extend(ext.children.drain(..).filter_map(|w| w.upgrade()));
             ext.children = Vec::new();
             pending.wakers.extend(ext.waiters.drain());
             pending.after.extend(ext.after.drain());
         } else if let Cause::Other(e) = cause {
-            *guard = Some(Box::new(Ext { custom: Some(Arc::clone(e)), ..Ext::default() }));
+            *guard = Some(Box::new(Ext {
+                custom: Some(Arc::clone(e)),
+                ..Ext::default()
+            }));
         }
         self.state.store(cause.code(), Release);
         true
@@ -217,7 +238,10 @@ impl CancelNode {
         let mut guard = lock(&parent.inner);
         let ext = guard.as_mut()?;
         let slot = self.slot.load(Relaxed) as usize;
-        let listed = ext.children.get(slot).is_some_and(|w| std::ptr::eq(w.as_ptr(), me));
+        let listed = ext
+            .children
+            .get(slot)
+            .is_some_and(|w| std::ptr::eq(w.as_ptr(), me));
         if !listed {
             return None;
         }
@@ -299,18 +323,26 @@ impl CancelNode {
 impl Drop for CancelNode {
     fn drop(&mut self) {
         let me = self as *const CancelNode;
-        drop(self.unlink(me));
+        // An ended node is no longer listed: `end` unlinked it, or its parent's `mark` drained
+        // the list, or it was born ended. Only a live node takes its parent's lock here.
+        if self.state.load(Relaxed) == ACTIVE {
+            drop(self.unlink(me));
+        }
         // Invariant 5: release ancestors iteratively. A parent we held the last reference to is
         // unlinked here and dropped with no parent of its own, so its Drop does not recurse.
         let mut next = self.parent.take();
         while let Some(parent) = next {
             let addr = Arc::as_ptr(&parent);
-            match Arc::try_unwrap(parent) {
-                Ok(mut node) => {
-                    drop(node.unlink(addr));
+            // `into_inner` is one decrement (`try_unwrap` is a compare-exchange, then a
+            // decrement when the parent is shared, which it nearly always is).
+            match Arc::into_inner(parent) {
+                Some(mut node) => {
+                    if node.state.load(Relaxed) == ACTIVE {
+                        drop(node.unlink(addr));
+                    }
                     next = node.parent.take();
                 }
-                Err(_still_shared) => break,
+                None => break,
             }
         }
     }

@@ -18,7 +18,11 @@ enum Entry<T> {
 
 impl<T> Default for Slab<T> {
     fn default() -> Self {
-        Slab { entries: Vec::new(), next_free: 0, len: 0 }
+        Slab {
+            entries: Vec::new(),
+            next_free: 0,
+            len: 0,
+        }
     }
 }
 
@@ -67,10 +71,12 @@ impl<T> Slab<T> {
     pub(crate) fn drain(&mut self) -> impl Iterator<Item = T> {
         self.next_free = 0;
         self.len = 0;
-        std::mem::take(&mut self.entries).into_iter().filter_map(|e| match e {
-            Entry::Occupied(v) => Some(v),
-            Entry::Vacant(_) => None,
-        })
+        std::mem::take(&mut self.entries)
+            .into_iter()
+            .filter_map(|e| match e {
+                Entry::Occupied(v) => Some(v),
+                Entry::Vacant(_) => None,
+            })
     }
 }
 

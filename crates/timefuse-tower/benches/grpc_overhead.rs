@@ -19,17 +19,25 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
 fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// Starts a health server (with or without the ingress layer) in its own thread.
 fn start(with_layer: bool) -> SocketAddr {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async move {
             let (reporter, service) = tonic_health::server::health_reporter();
-            reporter.set_service_status("", tonic_health::ServingStatus::Serving).await;
+            reporter
+                .set_service_status("", tonic_health::ServingStatus::Serving)
+                .await;
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(listener.local_addr().unwrap()).unwrap();
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
@@ -41,7 +49,11 @@ fn start(with_layer: bool) -> SocketAddr {
                     .await
                     .unwrap();
             } else {
-                Server::builder().add_service(service).serve_with_incoming(incoming).await.unwrap();
+                Server::builder()
+                    .add_service(service)
+                    .serve_with_incoming(incoming)
+                    .await
+                    .unwrap();
             }
         });
     });
@@ -55,23 +67,34 @@ struct Round {
 }
 
 async fn load(addr: SocketAddr, layered: bool, secs: u64, concurrency: u64) -> Round {
-    let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
     let end = Instant::now() + Duration::from_secs(secs);
     let mut workers = Vec::new();
     for _ in 0..concurrency {
         let channel = channel.clone();
         workers.push(tokio::spawn(async move {
             let mut hist = Histogram::<u64>::new(3).unwrap();
-            let req = || HealthCheckRequest { service: String::new() };
+            let req = || HealthCheckRequest {
+                service: String::new(),
+            };
             if layered {
-                let svc = tower::ServiceBuilder::new().layer(EgressLayer::grpc()).service(channel);
+                let svc = tower::ServiceBuilder::new()
+                    .layer(EgressLayer::grpc())
+                    .service(channel);
                 let mut client = HealthClient::new(svc);
-                let policy = std::sync::Arc::new(TimeoutPolicy::internal_grpc().with_global(Duration::from_secs(30)));
+                let policy = std::sync::Arc::new(
+                    TimeoutPolicy::internal_grpc().with_global(Duration::from_secs(30)),
+                );
                 while Instant::now() < end {
                     let started = Instant::now();
                     // A request context per call, as a handler making one downstream call has.
                     let (ctx, _guard) = Context::request(policy.clone());
-                    ctx.scope(async { client.check(req()).await.expect("check") }).await;
+                    ctx.scope(async { client.check(req()).await.expect("check") })
+                        .await;
                     hist.record(started.elapsed().as_nanos() as u64).unwrap();
                 }
             } else {
@@ -119,7 +142,10 @@ fn main() {
     };
     let bare = start(false);
     let layered = start(server_layer);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let mut results: [Vec<Round>; 2] = [Vec::new(), Vec::new()];
     rt.block_on(async {
         load(bare, false, 1, concurrency).await;
@@ -138,7 +164,9 @@ fn main() {
     };
     let (b_rps, b_p50, b_p99) = summary(&results[0]);
     let (l_rps, l_p50, l_p99) = summary(&results[1]);
-    println!("tonic on loopback, one hop, {concurrency} in flight, {rounds} interleaved rounds of {secs} s, medians:\n");
+    println!(
+        "tonic on loopback, one hop, {concurrency} in flight, {rounds} interleaved rounds of {secs} s, medians:\n"
+    );
     println!("| variant | req/s | p50 µs | p99 µs |");
     println!("|---|---|---|---|");
     println!("| bare tonic | {b_rps:.0} | {b_p50:.1} | {b_p99:.1} |");

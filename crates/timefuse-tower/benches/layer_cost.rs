@@ -17,8 +17,12 @@ use timefuse::budget::TimeoutPolicy;
 use timefuse_tower::{EgressLayer, IngressLayer};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
-fn answer() -> impl Service<Request<Empty<Bytes>>, Response = Response<Full<Bytes>>, Error = Infallible> + Clone {
-    service_fn(|_req: Request<Empty<Bytes>>| async { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok")))) })
+fn answer()
+-> impl Service<Request<Empty<Bytes>>, Response = Response<Full<Bytes>>, Error = Infallible> + Clone
+{
+    service_fn(|_req: Request<Empty<Bytes>>| async {
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+    })
 }
 
 fn grpc_request() -> Request<Empty<Bytes>> {
@@ -27,42 +31,71 @@ fn grpc_request() -> Request<Empty<Bytes>> {
         .header("content-type", "application/grpc")
         .header("grpc-timeout", "800m")
         .header("x-request-id", "0192f3c4-7d2a-7b1e-9c4f-3a5b6c7d8e9f")
-        .header("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
         .body(Empty::new())
         .unwrap()
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let mut g = c.benchmark_group("layer_cost");
-    g.measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    g.measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1));
 
     g.bench_function("bare service", |b| {
         let mut svc = answer();
         b.iter(|| {
             rt.block_on(async {
-                let res = svc.ready().await.unwrap().call(grpc_request()).await.unwrap();
+                let res = svc
+                    .ready()
+                    .await
+                    .unwrap()
+                    .call(grpc_request())
+                    .await
+                    .unwrap();
                 res.into_body().collect().await.unwrap()
             })
         })
     });
     g.bench_function("ingress", |b| {
-        let mut svc = ServiceBuilder::new().layer(IngressLayer::grpc()).service(answer());
+        let mut svc = ServiceBuilder::new()
+            .layer(IngressLayer::grpc())
+            .service(answer());
         b.iter(|| {
             rt.block_on(async {
-                let res = svc.ready().await.unwrap().call(grpc_request()).await.unwrap();
+                let res = svc
+                    .ready()
+                    .await
+                    .unwrap()
+                    .call(grpc_request())
+                    .await
+                    .unwrap();
                 res.into_body().collect().await.unwrap()
             })
         })
     });
     g.bench_function("egress (request context per call)", |b| {
-        let mut svc = ServiceBuilder::new().layer(EgressLayer::grpc()).service(answer());
+        let mut svc = ServiceBuilder::new()
+            .layer(EgressLayer::grpc())
+            .service(answer());
         let policy = std::sync::Arc::new(TimeoutPolicy::internal_grpc());
         b.iter(|| {
             rt.block_on(async {
                 let (ctx, _guard) = Context::request(policy.clone());
                 ctx.scope(async {
-                    let res = svc.ready().await.unwrap().call(grpc_request()).await.unwrap();
+                    let res = svc
+                        .ready()
+                        .await
+                        .unwrap()
+                        .call(grpc_request())
+                        .await
+                        .unwrap();
                     res.into_body().collect().await.unwrap()
                 })
                 .await

@@ -12,6 +12,8 @@
 
 #[cfg(feature = "breaker")]
 pub mod breaker;
+#[cfg(feature = "config")]
+pub mod config;
 #[cfg(feature = "fallback")]
 pub mod fallback;
 pub mod outcome;

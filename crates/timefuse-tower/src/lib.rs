@@ -34,6 +34,8 @@ pub mod egress;
 pub mod headers;
 pub mod ingress;
 mod outcome;
+#[cfg(feature = "reqwest")]
+pub mod reqwest_ext;
 
 pub use egress::{EgressError, EgressLayer};
 pub use ingress::{IngressLayer, Protocol, WireBudget};

@@ -168,7 +168,7 @@ where
                 return ResponseFuture::failed(EgressError::BudgetExhausted(e), grpc);
             }
         };
-        write_headers(&mut req, &ctx, scope.granted(), grpc);
+        write_headers(req.headers_mut(), &ctx, scope.granted(), grpc);
         req.extensions_mut().insert(scope.context().clone());
         ResponseFuture::running(self.inner.call(req), scope, grpc)
     }
@@ -186,8 +186,7 @@ fn call_name<B>(req: &Request<B>, grpc: bool) -> String {
     req.uri().host().unwrap_or("downstream").to_owned()
 }
 
-fn write_headers<B>(req: &mut Request<B>, ctx: &Context, budget: Duration, grpc: bool) {
-    let h = req.headers_mut();
+pub(crate) fn write_headers(h: &mut http::HeaderMap, ctx: &Context, budget: Duration, grpc: bool) {
     if grpc {
         h.insert(headers::GRPC_TIMEOUT, format_grpc_timeout(budget));
     }

@@ -47,13 +47,16 @@
 //! - `taskdump`: with `RUSTFLAGS="--cfg tokio_unstable"` on Linux, leak reports carry tokio task
 //!   dumps (where each leaked task is stuck). Inert without `tokio_unstable`.
 //!
-//! OpenTelemetry: [`timeline::TimelineLayer`] is a plain `tracing` layer; put
-//! `tracing-opentelemetry`'s layer next to it in the same subscriber to send the same spans to a
-//! collector (see `docs/leaks.md`).
+//! - `otel`: `otel::set_parent` (a timefuse trace context as the OpenTelemetry parent of a
+//!   `tracing` span) and `otel::export_timeline` (a request's timeline through an OpenTelemetry
+//!   tracer, to a collector). [`timeline::TimelineLayer`] is a plain `tracing` layer: it sits
+//!   next to `tracing-opentelemetry`'s in the same subscriber.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod check;
 pub mod dump;
+#[cfg(feature = "otel")]
+pub mod otel;
 pub mod resource;
 #[cfg(all(feature = "taskdump", tokio_unstable, target_os = "linux"))]
 mod taskdump;

@@ -245,6 +245,8 @@ pub struct Timeline {
     taken: Instant,
     anchor: Instant,
     anchor_exact: bool,
+    /// The W3C parent span id and flags of the request's trace context, when captured from one.
+    pub(crate) trace_parent: Option<([u8; 8], u8)>,
 }
 
 /// Which requests' tasks and resources belong to a context.
@@ -288,6 +290,7 @@ impl Timeline {
             taken: now,
             anchor: now,
             anchor_exact: false,
+            trace_parent: None,
         }
     }
 
@@ -470,6 +473,7 @@ impl Timeline {
             taken: now,
             anchor,
             anchor_exact,
+            trace_parent: ctx.trace().map(|t| (t.parent_id(), t.flags())),
         }
     }
 
@@ -539,6 +543,9 @@ impl Timeline {
         }
         if self.trace_id.is_none() {
             self.trace_id = other.trace_id;
+        }
+        if self.trace_parent.is_none() {
+            self.trace_parent = other.trace_parent;
         }
     }
 

@@ -10,6 +10,8 @@
 //! with a per-try timeout, with retries wrapped around under a retry budget.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "admission")]
+pub mod admission;
 #[cfg(feature = "breaker")]
 pub mod breaker;
 #[cfg(feature = "config")]

@@ -101,10 +101,7 @@ mod tests {
         let (files, errors) = collect(std::slice::from_ref(&root), &Options::default());
         assert!(errors.is_empty());
         assert_eq!(rel(files), ["src/a.rs", "src/b/z.rs"]);
-        let opts = Options {
-            include_tests: true,
-            ..Options::default()
-        };
+        let opts = Options::default().with_tests(true);
         let (files, _) = collect(std::slice::from_ref(&root), &opts);
         assert_eq!(rel(files), ["src/a.rs", "src/b/z.rs", "tests/t.rs"]);
         let (_, errors) = collect(&[root.join("missing")], &Options::default());

@@ -151,7 +151,9 @@ pub fn lint_source(path: &str, source: &str, options: &Options) -> Report {
                     line: start.line.max(1),
                     column: start.column + 1,
                 }),
-                format!("cannot tokenize: {e}"),
+                format!(
+                    "cannot tokenize ({e}): an unbalanced delimiter, or an unterminated string, character or block comment"
+                ),
             );
         }
     };

@@ -28,6 +28,35 @@ pub struct Options {
 }
 
 impl Options {
+    /// These options with [`include_tests`](Options::include_tests) set to `yes`.
+    ///
+    /// ```
+    /// let options = timefuse_lint::Options::default().with_tests(true);
+    /// assert!(options.include_tests);
+    /// ```
+    pub fn with_tests(mut self, yes: bool) -> Options {
+        self.include_tests = yes;
+        self
+    }
+
+    /// These options with `rule` disabled.
+    ///
+    /// ```
+    /// use timefuse_lint::{Options, Rule};
+    /// let options = Options::default().without(Rule::ContextInStruct);
+    /// assert!(!options.is_enabled(Rule::ContextInStruct));
+    /// ```
+    pub fn without(mut self, rule: Rule) -> Options {
+        self.disabled.insert(rule);
+        self
+    }
+
+    /// These options with one more struct-name suffix allowed to hold a `Context` (TF030).
+    pub fn with_struct_suffix(mut self, suffix: impl Into<String>) -> Options {
+        self.extra_struct_suffixes.push(suffix.into());
+        self
+    }
+
     /// True unless `rule` is in [`disabled`](Options::disabled).
     pub fn is_enabled(&self, rule: Rule) -> bool {
         !self.disabled.contains(&rule)

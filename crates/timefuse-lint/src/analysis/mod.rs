@@ -77,3 +77,6 @@ pub(crate) fn macro_items(m: &syn::ItemMacro) -> Option<Vec<syn::Item>> {
     }
     macros::parse_items(&m.mac)
 }
+
+#[cfg(test)]
+mod tests;

@@ -88,7 +88,7 @@ fn summary(out: &mut String, report: &Report) {
         format!(", {} suppressed", report.suppressed.len())
     };
     if report.findings.is_empty() {
-        let _ = writeln!(out, "timefuse-lint: no findings in {files}{suppressed}");
+        let _ = writeln!(out, "timefuse-lint: no findings{suppressed}, in {files}");
     } else {
         let by_rule: Vec<String> = report
             .counts()
@@ -97,7 +97,7 @@ fn summary(out: &mut String, report: &Report) {
             .collect();
         let _ = writeln!(
             out,
-            "warning: {} ({}){suppressed} in {files}",
+            "warning: {} ({}){suppressed}, in {files}",
             plural(report.findings.len(), "finding"),
             by_rule.join(", ")
         );

@@ -1500,9 +1500,10 @@ impl RetrySettings {
 impl FallbackSettings {
     /// The [`Triggers`](crate::fallback::Triggers).
     pub fn triggers(&self) -> crate::fallback::Triggers {
-        let mut t = crate::fallback::Triggers::default();
-        t.failures = self.on_failure;
-        t.should_degrade = self.up_front;
-        t
+        crate::fallback::Triggers {
+            failures: self.on_failure,
+            should_degrade: self.up_front,
+            ..crate::fallback::Triggers::default()
+        }
     }
 }

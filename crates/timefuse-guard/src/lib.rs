@@ -21,6 +21,8 @@ pub mod fallback;
 pub mod outcome;
 #[cfg(feature = "rate-limit")]
 pub mod rate_limit;
+#[cfg(feature = "redis")]
+pub mod redis_limit;
 #[cfg(feature = "retry")]
 pub mod retry;
 

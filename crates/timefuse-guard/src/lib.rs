@@ -14,6 +14,8 @@
 pub mod admission;
 #[cfg(feature = "breaker")]
 pub mod breaker;
+#[cfg(feature = "bulkhead")]
+pub mod bulkhead;
 #[cfg(feature = "config")]
 pub mod config;
 #[cfg(feature = "fallback")]

@@ -342,3 +342,23 @@ fn parallel_runtimes_see_only_their_own_tasks() {
         t.join().unwrap();
     }
 }
+
+/// With `RUSTFLAGS="--cfg tokio_unstable"` and `--features taskdump` on Linux, the report says
+/// where each leaked task is stuck.
+#[cfg(all(tokio_unstable, feature = "taskdump", target_os = "linux"))]
+#[tokio::test]
+async fn taskdump_shows_where_a_leak_is_stuck() {
+    async fn waits_forever_for_a_notification() {
+        tokio::sync::Notify::new().notified().await;
+    }
+    let guard = LeakGuard::with_options(quick());
+    let stuck = Context::background().spawn_named("stuck", waits_forever_for_a_notification());
+    tokio::task::yield_now().await;
+    let report = guard.verify().await.unwrap_err();
+    let text = report.to_string();
+    println!("{text}");
+    assert!(!report.stack_traces().is_empty());
+    assert!(text.contains("    stuck at:"), "{text}");
+    assert!(text.contains("waits_forever_for_a_notification"), "{text}");
+    stuck.abort();
+}

@@ -709,7 +709,11 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(kind: ConfigErrorKind, key: Option<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        kind: ConfigErrorKind,
+        key: Option<String>,
+        message: impl Into<String>,
+    ) -> Self {
         ConfigError {
             kind,
             key,

@@ -27,5 +27,14 @@ pub mod rate_limit;
 pub mod redis_limit;
 #[cfg(feature = "retry")]
 pub mod retry;
+#[cfg(all(
+    feature = "admission",
+    feature = "rate-limit",
+    feature = "breaker",
+    feature = "bulkhead",
+    feature = "retry",
+    feature = "fallback"
+))]
+pub mod stack;
 
 pub use outcome::{BoxError, GuardError, Outcome};

@@ -121,6 +121,22 @@ impl<K, F> RateLimitLayer<K, F> {
 }
 
 impl<K, F> RateLimitLayer<K, F> {
+    /// A limit drawing on `limiter`, keyed by any [`KeyFn`](super::KeyFn) (such as
+    /// [`ByContext`](super::ByContext)).
+    ///
+    /// ```
+    /// use timefuse_guard::rate_limit::{ByContext, Rate, RateLimitLayer, RateLimiter};
+    /// let layer = RateLimitLayer::with_key_fn(RateLimiter::keyed(Rate::per_second(10)), ByContext::Tenant);
+    /// # let _ = layer;
+    /// ```
+    pub fn with_key_fn(limiter: RateLimiter<K>, key_fn: F) -> Self {
+        RateLimitLayer {
+            limiter,
+            key_fn,
+            wait: WaitMode::default(),
+        }
+    }
+
     /// Never wait for a permit: refuse at once when none is free.
     ///
     /// ```

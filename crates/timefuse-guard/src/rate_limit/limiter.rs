@@ -132,6 +132,13 @@ where
 }
 
 impl<K> RateLimiter<K> {
+    /// One limit for every call whatever its key (the fast direct limiter, for a key type
+    /// that may also be keyed elsewhere).
+    pub(crate) fn direct_any(rate: Rate) -> RateLimiter<K> {
+        let state = State::Direct(Direct::direct_with_clock(rate.quota(), TokioClock::new()));
+        RateLimiter::from_state(state, rate)
+    }
+
     fn from_state(state: State<K>, rate: Rate) -> RateLimiter<K> {
         RateLimiter {
             shared: Arc::new(Shared {

@@ -72,7 +72,7 @@ use tokio::time::Instant;
 use tower_service::Service;
 
 pub use clock::TokioClock;
-pub use key::{Global, KeyFn};
+pub use key::{ByContext, ContextKey, Global, KeyFn, Peer, Tenant};
 pub use layer::RateLimitLayer;
 pub use limiter::RateLimiter;
 pub use rate::{InvalidRate, Rate};

@@ -514,6 +514,12 @@ impl<Req> RedisKey<Req> for Global {
     }
 }
 
+impl<Req> RedisKey<Req> for crate::rate_limit::ByContext {
+    fn redis_key(&self, _: &Req) -> String {
+        self.current_key().to_string()
+    }
+}
+
 impl<Req, F> RedisKey<Req> for F
 where
     F: Fn(&Req) -> String,

@@ -701,7 +701,9 @@ fn raced_locals(block: &Block, cx: &ListenCtx<'_>) -> HashSet<String> {
     f.found
 }
 
-/// The first use in `stmt` of a watched context that starts work on it.
+/// The first use in `stmt` of a watched context that starts work on it: a work method on it
+/// (`spawn`, `run`, `stage`, `with_timeout`, ...), or the context handed to a call that is
+/// awaited or spawns. Handing it to a plain call (`Timeline::capture(&ctx)`) inspects it.
 fn work_use(
     stmt: &Stmt,
     watched: &HashSet<String>,
@@ -711,11 +713,21 @@ fn work_use(
         cx: ListenCtx<'w>,
         found: Option<(String, Span)>,
     }
+    impl Find<'_> {
+        fn carried<'e>(&self, args: impl IntoIterator<Item = &'e Expr>) -> Option<&'e Expr> {
+            args.into_iter().find(|a| self.cx.carries(a))
+        }
+        fn hit(&mut self, e: &Expr) {
+            self.found = Some((first_ident(e, self.cx.ctx_names), e.span()));
+        }
+    }
     impl<'ast> Visit<'ast> for Find<'_> {
-        fn visit_expr_method_call(&mut self, m: &'ast syn::ExprMethodCall) {
-            if self.found.is_some() {
-                return;
+        fn visit_expr(&mut self, e: &'ast Expr) {
+            if self.found.is_none() {
+                visit::visit_expr(self, e);
             }
+        }
+        fn visit_expr_method_call(&mut self, m: &'ast syn::ExprMethodCall) {
             if let Some(r) = ident_of(&m.receiver)
                 && self.cx.ctx_names.contains(&r)
                 && WORK_METHODS.contains(&m.method.to_string().as_str())
@@ -723,21 +735,34 @@ fn work_use(
                 self.found = Some((r, m.span()));
                 return;
             }
-            if let Some(a) = m.args.iter().find(|a| self.cx.carries(a)) {
-                self.found = Some((first_ident(a, self.cx.ctx_names), a.span()));
+            if m.method.to_string().starts_with("spawn")
+                && let Some(a) = self.carried(&m.args)
+            {
+                self.hit(a);
                 return;
             }
             visit::visit_expr_method_call(self, m);
         }
         fn visit_expr_call(&mut self, c: &'ast syn::ExprCall) {
-            if self.found.is_some() || is_drop_call(c) {
-                return;
-            }
-            if let Some(a) = c.args.iter().find(|a| self.cx.carries(a)) {
-                self.found = Some((first_ident(a, self.cx.ctx_names), a.span()));
+            let spawns = matches!(&*c.func, Expr::Path(p)
+                if p.path.segments.last().is_some_and(|s| s.ident.to_string().starts_with("spawn")));
+            if spawns && let Some(a) = self.carried(&c.args) {
+                self.hit(a);
                 return;
             }
             visit::visit_expr_call(self, c);
+        }
+        fn visit_expr_await(&mut self, e: &'ast syn::ExprAwait) {
+            let carried = match peel(&e.base) {
+                Expr::Call(c) if !is_drop_call(c) => self.carried(&c.args),
+                Expr::MethodCall(m) => self.carried(&m.args),
+                _ => None,
+            };
+            if let Some(a) = carried {
+                self.hit(a);
+                return;
+            }
+            visit::visit_expr_await(self, e);
         }
         fn visit_item(&mut self, _: &'ast syn::Item) {}
     }

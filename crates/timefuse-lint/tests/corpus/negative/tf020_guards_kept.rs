@@ -59,3 +59,14 @@ async fn disarmed(parent: &Context) {
     guard.disarm();
     call(&ctx).await;
 }
+
+fn summarize(ctx: &Context) -> usize {
+    ctx.budget_records().len()
+}
+
+async fn inspect_after_cancel(parent: &Context) -> usize {
+    let (ctx, guard) = parent.with_cancel();
+    call(&ctx).await;
+    guard.cancel();
+    summarize(&ctx)
+}

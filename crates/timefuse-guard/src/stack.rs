@@ -85,14 +85,18 @@ use crate::{BoxError, GuardError};
 /// still become [`GuardError`]s).
 ///
 /// ```
+/// use timefuse_guard::retry::PerTryTimeout;
 /// use timefuse_guard::stack::Toggle;
 /// use tower::{Service, ServiceExt};
 ///
+/// fn off<S>(inner: S) -> Toggle<PerTryTimeout<S>, S> {
+///     Toggle::Off(inner)
+/// }
+///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
-/// let inner = tower::service_fn(|x: u8| async move { Ok::<_, std::io::Error>(x) });
-/// let mut off: Toggle<timefuse_guard::retry::PerTryTimeout<_>, _> = Toggle::Off(inner);
-/// assert_eq!(off.ready().await.unwrap().call(3).await.unwrap(), 3);
+/// let mut svc = off(tower::service_fn(|x: u8| async move { Ok::<_, std::io::Error>(x) }));
+/// assert_eq!(svc.ready().await.unwrap().call(3).await.unwrap(), 3);
 /// # }
 /// ```
 #[derive(Clone, Debug)]

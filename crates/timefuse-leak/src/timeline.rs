@@ -298,29 +298,32 @@ impl Timeline {
     /// downstream calls from the budget ledger, and its live tasks and held resources (those
     /// whose context carries the same request id, or, without one, the same trace id).
     ///
-    /// The ledger counts from the request's start; if `ctx` carries a [`RequestStart`] that
-    /// start is exact, otherwise it is estimated as the earliest of the request's live tasks
-    /// and resources and the end of its last ledger entry (see [`anchor_is_exact`]).
+    /// The ledger counts from the request's start, which is exact when `ctx` carries a
+    /// [`RequestStart`] or belongs to a request with a budget ledger
+    /// ([`Context::request_start`]); otherwise it is estimated as the earliest of the request's
+    /// live tasks and resources and the end of its last ledger entry (see [`anchor_is_exact`]).
     ///
     /// [`anchor_is_exact`]: Timeline::anchor_is_exact
     ///
     /// ```
     /// use timefuse::Context;
     /// use timefuse::budget::TimeoutPolicy;
-    /// use timefuse_leak::timeline::{RequestStart, Timeline};
+    /// use timefuse_leak::timeline::Timeline;
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
     /// let (request, _g) = Context::request(TimeoutPolicy::internal_grpc());
-    /// let request = request.with_value(RequestStart::now());
     /// drop(request.stage("validate").unwrap());
     /// let timeline = Timeline::capture(&request);
-    /// assert!(timeline.anchor_is_exact());
+    /// assert!(timeline.anchor_is_exact(), "the ledger knows when the request started");
     /// assert_eq!(timeline.spans()[1].name, "validate");
     /// # }
     /// ```
     pub fn capture(ctx: &Context) -> Timeline {
-        let start = ctx.value::<RequestStart>().map(|s| s.0);
+        let start = ctx
+            .value::<RequestStart>()
+            .map(|s| s.0)
+            .or_else(|| ctx.request_start());
         Self::capture_inner(ctx, start)
     }
 

@@ -175,15 +175,25 @@ async fn overlapping_calls_get_lanes_of_their_own() {
 
 #[tokio::test(start_paused = true)]
 async fn without_a_request_start_the_anchor_is_estimated() {
+    // A request's ledger knows when it started: exact, with no `RequestStart` attached.
     let (request, _cancel) = Context::request(TimeoutPolicy::internal_grpc());
-    let request = request.with_request_id(RequestId::new("req-estimated").unwrap());
+    let request = request.with_request_id(RequestId::new("req-ledger").unwrap());
     tokio::time::sleep(Duration::from_millis(5)).await;
     drop(request.stage("validate").unwrap());
     let timeline = Timeline::capture(&request);
-    assert!(!timeline.anchor_is_exact());
+    assert!(timeline.anchor_is_exact());
     let trace = timeline.to_chrome_trace_value();
-    assert_eq!(trace["otherData"]["start"], "estimated");
-    assert!(event(&trace, "validate")["ts"].as_f64().unwrap() >= 0.0);
+    assert_eq!(trace["otherData"]["start"], "exact");
+    assert_eq!(event(&trace, "validate")["ts"].as_f64().unwrap(), 5_000.0);
+
+    // A context outside any request (no ledger, no `RequestStart`): the start is estimated.
+    let loose = Context::background().with_request_id(RequestId::new("req-estimated").unwrap());
+    let timeline = Timeline::capture(&loose);
+    assert!(!timeline.anchor_is_exact());
+    assert_eq!(
+        timeline.to_chrome_trace_value()["otherData"]["start"],
+        "estimated"
+    );
 }
 
 #[tokio::test(start_paused = true)]

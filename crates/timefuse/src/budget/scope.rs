@@ -579,6 +579,24 @@ impl Context {
             .unwrap_or_default()
     }
 
+    /// When the request this context belongs to started: the instant its ledger was opened by
+    /// [`Context::request`], [`with_request_budget`](Context::with_request_budget) or
+    /// [`with_request_deadline`](Context::with_request_deadline). `None` outside a request.
+    /// [`BudgetRecord::started_at`] offsets count from here.
+    ///
+    /// ```
+    /// use timefuse::Context;
+    /// use timefuse::budget::TimeoutPolicy;
+    ///
+    /// let before = tokio::time::Instant::now();
+    /// let (request, _guard) = Context::request(TimeoutPolicy::internal_grpc());
+    /// assert!(request.request_start().unwrap() >= before);
+    /// assert_eq!(Context::background().request_start(), None);
+    /// ```
+    pub fn request_start(&self) -> Option<Instant> {
+        self.ledger().map(|l| l.start)
+    }
+
     fn ledger(&self) -> Option<&Arc<Ledger>> {
         self.value::<LedgerValue>().map(|v| &v.0)
     }

@@ -16,7 +16,7 @@ const fn ms(n: u64) -> Duration {
 // ---------------------------------------------------------------------------------------------
 // The three layers with the document's numbers.
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn internal_grpc_three_layers() {
     let (request, _guard) = Context::request(TimeoutPolicy::internal_grpc());
     assert_eq!(request.remaining(), Some(ms(800)));
@@ -36,7 +36,7 @@ async fn internal_grpc_three_layers() {
     assert!(call.deadline() < stage.deadline());
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn http_edge_caps_bind() {
     let policy = TimeoutPolicy::http_edge()
         .with_stage_cap("risk", Duration::from_secs(3))
@@ -67,7 +67,7 @@ async fn http_edge_caps_bind() {
     assert_eq!(late.granted(), ms(950));
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn downstream_refused_below_the_floor() {
     let (request, _guard) = Context::request(TimeoutPolicy::internal_grpc());
     advance(ms(600)).await; // 200 ms left: 50 ms budget == floor, still worth starting
@@ -96,7 +96,7 @@ async fn downstream_refused_below_the_floor() {
     assert_eq!(request.stage("fallback").unwrap().granted(), ms(180));
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn should_degrade_below_300ms() {
     let (request, _guard) = Context::request(TimeoutPolicy::internal_grpc());
     assert!(!request.should_degrade());
@@ -121,7 +121,7 @@ async fn should_degrade_below_300ms() {
     assert!(!no_deadline.should_degrade());
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn nothing_starts_on_an_ended_context() {
     let (request, _guard) = Context::request(TimeoutPolicy::internal_grpc());
     advance(ms(800)).await;
@@ -152,7 +152,7 @@ async fn nothing_starts_on_an_ended_context() {
     );
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn without_a_deadline_the_cap_applies() {
     let ctx = Context::background();
     assert_eq!(
@@ -177,7 +177,7 @@ async fn without_a_deadline_the_cap_applies() {
     assert!(err.to_string().contains("no deadline"), "{err}");
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn nearest_policy_wins() {
     let (request, _guard) = Context::request(TimeoutPolicy::http_edge());
     let inner =
@@ -194,7 +194,7 @@ async fn nearest_policy_wins() {
     );
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn request_from_an_incoming_budget() {
     let (server, shutdown) = Context::background().with_cancel();
     let policy = Arc::new(TimeoutPolicy::internal_grpc());
@@ -223,7 +223,7 @@ async fn request_from_an_incoming_budget() {
     assert_eq!(long.cause(), Some(Cause::Shutdown));
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn nested_requests_keep_their_own_ledgers() {
     let (outer, _g) = Context::request(TimeoutPolicy::internal_grpc());
     let stage = outer.stage("outer-stage").unwrap();
@@ -244,7 +244,7 @@ async fn nested_requests_keep_their_own_ledgers() {
     assert_eq!(outer.budget_records().len(), 1, "only `outer-stage`");
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn dropping_a_scope_cancels_its_context() {
     let (request, _guard) = Context::request(TimeoutPolicy::internal_grpc());
     let stage = request.stage("fanout").unwrap();
@@ -268,7 +268,7 @@ async fn dropping_a_scope_cancels_its_context() {
 // ---------------------------------------------------------------------------------------------
 // Records.
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn records_of_a_payment_chain() {
     let policy = TimeoutPolicy::internal_grpc().with_stage_cap("risk", ms(300));
     let (request, _guard) = Context::request(policy);
@@ -369,7 +369,7 @@ async fn records_of_a_payment_chain() {
     );
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn stage_cancelled_by_its_request_is_recorded_as_canceled() {
     let (request, guard) = Context::request(TimeoutPolicy::internal_grpc());
     let stage = request.stage("s").unwrap();
@@ -388,7 +388,7 @@ fn nested_parent(ctx: &Context, index: usize) -> Option<String> {
         .map(str::to_owned)
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn into_parts_detaches_the_record() {
     let (request, _guard) = Context::request(TimeoutPolicy::internal_grpc());
     let (ctx, guard) = request.downstream("x").unwrap().into_parts();
@@ -403,7 +403,7 @@ async fn into_parts_detaches_the_record() {
     assert_eq!(request.budget_records()[0].outcome, BudgetOutcome::Detached);
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn no_ledger_records_nothing_but_finish_still_reports() {
     let (ctx, _guard) = Context::background().with_timeout(ms(800));
     let call = ctx.downstream("x").unwrap();
@@ -416,7 +416,7 @@ async fn no_ledger_records_nothing_but_finish_still_reports() {
     assert!(ctx.budget_records().is_empty());
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn ledger_is_bounded() {
     let (request, _guard) = Context::request(TimeoutPolicy::http_edge());
     for _ in 0..MAX_RECORDS + 10 {

@@ -137,7 +137,7 @@ fn allocs_per_run(runs: u64, mut f: impl FnMut()) -> f64 {
 // ---------------------------------------------------------------------------------------------
 
 // Go: TestBackground, TestTODO
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn background_is_never_done_and_has_no_deadline() {
     for ctx in [Context::background(), Context::default()] {
         assert!(!ctx.is_done());
@@ -579,7 +579,7 @@ fn layers_cancel() {
     }
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn layers_timeout() {
     for seed in 1..=50_u64 {
         let start = Instant::now();
@@ -601,7 +601,7 @@ async fn layers_timeout() {
 // ---------------------------------------------------------------------------------------------
 
 // Go: TestDeadline
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn with_deadline_expires_with_deadline_exceeded() {
     let start = Instant::now();
     let (c, _g) = bg().with_deadline(start + ms(1));
@@ -632,7 +632,7 @@ async fn with_deadline_expires_with_deadline_exceeded() {
     assert_eq!(Instant::now(), start + ms(1));
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn child_deadline_is_min_of_own_and_parents() {
     let start = Instant::now();
     let (p, _pg) = bg().with_deadline(start + ms(100));
@@ -668,7 +668,7 @@ async fn child_deadline_is_min_of_own_and_parents() {
 }
 
 // Go: TestTimeout
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn with_timeout_expires_with_deadline_exceeded() {
     let start = Instant::now();
     let (c, _g) = bg().with_timeout(ms(1));
@@ -683,7 +683,7 @@ async fn with_timeout_expires_with_deadline_exceeded() {
     assert_eq!(Instant::now(), start + ms(1));
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn remaining_counts_down_on_paused_time() {
     let (c, _g) = bg().with_timeout(ms(800));
     assert_eq!(c.remaining(), Some(ms(800)));
@@ -696,7 +696,7 @@ async fn remaining_counts_down_on_paused_time() {
 }
 
 // Go: TestDeadline (WithDeadline+inthepast, WithDeadline+now)
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn past_or_zero_deadline_is_done_at_once() {
     let now = Instant::now();
     let past = now.checked_sub(ms(1)).expect("an instant in the past");
@@ -728,7 +728,7 @@ fn zero_timeout_is_done_without_a_runtime() {
 }
 
 // Go: TestCanceledTimeout
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn cancelled_timeout_reports_canceled() {
     let (p, _pg) = bg().with_timeout(Duration::from_secs(1));
     let o = p.with_value("other");
@@ -741,7 +741,7 @@ async fn cancelled_timeout_reports_canceled() {
 
 /// Deadlines are lazy: with nobody waiting, the expiry is observed on the next check, and a
 /// descendant made earlier sees it too.
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn deadline_is_observed_lazily_by_the_tree() {
     let (p, _pg) = bg().with_timeout(ms(100));
     let (child, _cg) = p.with_cancel();
@@ -755,7 +755,7 @@ async fn deadline_is_observed_lazily_by_the_tree() {
     assert_eq!(late.cause(), Some(Cause::DeadlineExceeded));
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn deadline_wakes_waiters_on_descendants() {
     let start = Instant::now();
     let (p, _pg) = bg().with_timeout(ms(100));
@@ -880,7 +880,7 @@ fn deep_value_chain_drops_on_a_small_stack() {
 // ---------------------------------------------------------------------------------------------
 
 // Go: TestWithoutCancel
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn without_cancel_is_never_done_has_no_deadline_and_keeps_values() {
     let (ctx, cancel) = bg().with_value(("key", "value")).with_timeout(ms(10));
     let detached = ctx.without_cancel();
@@ -1151,7 +1151,7 @@ fn custom_error_cause_keeps_the_error() {
 }
 
 /// A deadline that has passed is the first cause, even when nobody looked before the cancel.
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn deadline_beats_a_later_explicit_cancel() {
     let (ctx, cancel) = bg().with_timeout(ms(100));
     let (child, _cg) = ctx.with_cancel();
@@ -1321,7 +1321,7 @@ fn after_func_on_a_never_done_context() {
 }
 
 // Go: TestAfterFuncCalledAfterTimeout
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn after_func_runs_on_deadline_expiry() {
     let start = Instant::now();
     let (ctx, _g) = bg().with_timeout(ms(100));
@@ -1335,7 +1335,7 @@ async fn after_func_runs_on_deadline_expiry() {
     assert_eq!(ctx.cause(), Some(Cause::DeadlineExceeded));
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn after_func_stopped_before_deadline_never_runs() {
     let (ctx, _g) = bg().with_timeout(ms(100));
     let (runs, f) = flag();
@@ -1347,7 +1347,7 @@ async fn after_func_stopped_before_deadline_never_runs() {
 }
 
 // Go: TestCustomContextGoroutines — nothing runs in the background unless asked for.
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn no_background_tasks_until_an_after_func_needs_one() {
     let metrics = tokio::runtime::Handle::current().metrics();
     let (ctx1, cancel1) = bg().with_cancel();
@@ -1389,7 +1389,7 @@ async fn no_background_tasks_until_an_after_func_needs_one() {
 // done()
 // ---------------------------------------------------------------------------------------------
 
-#[tokio::test]
+#[timefuse_leak::test]
 async fn done_wakes_on_cancel() {
     let (ctx, cancel) = bg().with_cancel();
     let (child, _cg) = ctx.with_cancel();
@@ -1433,7 +1433,7 @@ fn done_registration_wakes_exactly_the_registered_waiters() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[timefuse_leak::test(flavor = "multi_thread", worker_threads = 4)]
 async fn many_waiters_on_many_threads_all_wake() {
     let (root, cancel) = bg().with_cancel();
     let (mid, _mg) = root.with_cancel();
@@ -1539,7 +1539,7 @@ fn new_done_after_the_end_is_ready_at_once() {
 // run()
 // ---------------------------------------------------------------------------------------------
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn run_returns_ok_when_the_future_wins() {
     let (ctx, _g) = bg().with_timeout(ms(100));
     assert_eq!(ctx.run(async { 7 }).await, Ok(7));
@@ -1567,7 +1567,7 @@ fn run_future_wins_a_tie() {
     assert_eq!(poll_once(run.as_mut()), Poll::Ready(Ok(42)));
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn run_returns_the_cause_when_the_context_wins() {
     let start = Instant::now();
     let (ctx, _g) = bg().with_timeout(ms(100));
@@ -1847,7 +1847,7 @@ fn allocation_counts() {
 // Task-local current context
 // ---------------------------------------------------------------------------------------------
 
-#[tokio::test]
+#[timefuse_leak::test]
 async fn current_defaults_to_background() {
     assert!(Context::try_current().is_none());
     let cur = Context::current();
@@ -1856,7 +1856,7 @@ async fn current_defaults_to_background() {
     assert!(cur.same_as(&Context::background()));
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn scope_sets_nests_and_restores_the_current_context() {
     let (outer, cancel) = bg().with_value(K1("outer")).with_timeout(ms(100));
     let inner = outer.with_value(K1("inner"));

@@ -2,7 +2,7 @@
 use std::time::Duration;
 use timefuse::{Cause, Context};
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn deadline_wakes_done() {
     let (ctx, _g) = Context::background().with_timeout(Duration::from_millis(100));
     let (child, _cg) = ctx.with_cancel();

@@ -139,6 +139,20 @@ pub fn lint_file(path: &Path, options: &Options) -> Report {
 /// untrusted input with very long expression chains prefer [`lint_paths`], which runs on a
 /// large stack.
 pub fn lint_source(path: &str, source: &str, options: &Options) -> Report {
+    panic::catch_unwind(AssertUnwindSafe(|| {
+        lint_source_inner(path, source, options)
+    }))
+    .unwrap_or_else(|_| {
+        error_report(
+            path,
+            ErrorKind::Internal,
+            None,
+            "internal error: the analysis panicked (please report it)".into(),
+        )
+    })
+}
+
+fn lint_source_inner(path: &str, source: &str, options: &Options) -> Report {
     let text = strip_shebang(source.strip_prefix('\u{feff}').unwrap_or(source));
     let tokens: proc_macro2::TokenStream = match text.parse() {
         Ok(t) => t,
@@ -181,19 +195,7 @@ pub fn lint_source(path: &str, source: &str, options: &Options) -> Report {
             );
         }
     };
-    let raw = match panic::catch_unwind(AssertUnwindSafe(|| {
-        analysis::analyze(&file, &text, options)
-    })) {
-        Ok(raw) => raw,
-        Err(_) => {
-            return error_report(
-                path,
-                ErrorKind::Internal,
-                None,
-                "internal error: the analysis panicked (please report it)".into(),
-            );
-        }
-    };
+    let raw = analysis::analyze(&file, &text, options);
     let allows = allow::AllowMap::new(&text);
     let lines: Vec<&str> = text.lines().collect();
     let mut report = Report {

@@ -43,6 +43,8 @@ const TRANSIT_MS: f64 = 25.0;
 /// many times in all. A check that sees *more* budget than was sent fails at once.
 const ATTEMPTS: usize = 3;
 
+/// Starts the server on an ephemeral port. Its serve task lives until the test's runtime ends:
+/// the tests that call this allow that one unbound task in their leak check.
 async fn start_server() -> (SocketAddr, CallLog) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -128,7 +130,7 @@ fn assert_ended_by_timeout(rec: &CallRecord, sleeps_on_server: bool) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[timefuse_leak::test(flavor = "multi_thread", worker_threads = 2, allow_unbound = 1)]
 async fn client_timeout_becomes_the_handler_deadline() {
     let Some(py) = python("client_timeout_becomes_the_handler_deadline") else {
         return;
@@ -163,7 +165,7 @@ async fn client_timeout_becomes_the_handler_deadline() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[timefuse_leak::test(flavor = "multi_thread", worker_threads = 2, allow_unbound = 1)]
 async fn no_timeout_gets_the_800ms_fallback() {
     let Some(py) = python("no_timeout_gets_the_800ms_fallback") else {
         return;
@@ -187,7 +189,7 @@ async fn no_timeout_gets_the_800ms_fallback() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[timefuse_leak::test(flavor = "multi_thread", worker_threads = 2, allow_unbound = 1)]
 async fn timeout_on_sleeping_server() {
     let Some(py) = python("timeout_on_sleeping_server") else {
         return;
@@ -221,7 +223,7 @@ async fn timeout_on_sleeping_server() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[timefuse_leak::test(flavor = "multi_thread", worker_threads = 2, allow_unbound = 1)]
 async fn timeout_on_sleeping_unary_and_stream() {
     let Some(py) = python("timeout_on_sleeping_unary_and_stream") else {
         return;
@@ -257,7 +259,7 @@ async fn timeout_on_sleeping_unary_and_stream() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[timefuse_leak::test(flavor = "multi_thread", worker_threads = 2, allow_unbound = 1)]
 async fn cancel_after_begin() {
     let Some(py) = python("cancel_after_begin") else {
         return;
@@ -301,7 +303,7 @@ async fn cancel_after_begin() {
     peer.finish(STEP).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[timefuse_leak::test(flavor = "multi_thread", worker_threads = 2, allow_unbound = 1)]
 async fn cancel_after_first_response() {
     let Some(py) = python("cancel_after_first_response") else {
         return;
@@ -342,7 +344,7 @@ async fn cancel_after_first_response() {
     peer.finish(STEP).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[timefuse_leak::test(flavor = "multi_thread", worker_threads = 2, allow_unbound = 1)]
 async fn custom_metadata() {
     let Some(py) = python("custom_metadata") else {
         return;
@@ -478,7 +480,7 @@ async fn call_until_python_saw_budget(
     unreachable!("the last attempt returns or fails")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[timefuse_leak::test(flavor = "multi_thread", worker_threads = 2)]
 async fn egress_budget_is_pythons_time_remaining() {
     let Some(py) = python("egress_budget_is_pythons_time_remaining") else {
         return;
@@ -514,7 +516,7 @@ async fn egress_budget_is_pythons_time_remaining() {
     server.finish(STEP).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[timefuse_leak::test(flavor = "multi_thread", worker_threads = 2)]
 async fn egress_below_the_floor_is_refused_locally() {
     let Some(py) = python("egress_below_the_floor_is_refused_locally") else {
         return;
@@ -547,7 +549,7 @@ async fn egress_below_the_floor_is_refused_locally() {
     server.finish(STEP).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[timefuse_leak::test(flavor = "multi_thread", worker_threads = 2)]
 async fn egress_budget_end_is_deadline_exceeded() {
     let Some(py) = python("egress_budget_end_is_deadline_exceeded") else {
         return;

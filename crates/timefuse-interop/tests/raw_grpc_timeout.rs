@@ -17,7 +17,7 @@ use http_body_util::{BodyExt, Full};
 
 const CALLS: u64 = 300;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[timefuse_leak::test(flavor = "multi_thread", worker_threads = 2, allow_unbound = 1)]
 async fn server_enforces_grpc_timeout_with_deadline_exceeded() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

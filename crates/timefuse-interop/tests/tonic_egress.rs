@@ -55,7 +55,7 @@ async fn ended(log: &CallLog, id: &str) -> CallRecord {
     .unwrap_or_else(|| panic!("the context of {id} did not end: {:#?}", log.records()))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[timefuse_leak::test(flavor = "multi_thread", worker_threads = 2, allow_unbound = 1)]
 async fn granted_budget_and_identity_reach_the_handler() {
     let (log, mut client) = start().await;
     let trace = TraceContext::new([0xab; 16], [0x01; 8], 0x01);
@@ -85,7 +85,7 @@ async fn granted_budget_and_identity_reach_the_handler() {
     assert_eq!(rec.cause.as_deref(), Some("canceled"), "{rec:#?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[timefuse_leak::test(flavor = "multi_thread", worker_threads = 2, allow_unbound = 1)]
 async fn budget_end_is_deadline_exceeded_on_both_sides() {
     let (log, mut client) = start().await;
     // 250 ms left − 150 ms reserve = 100 ms for a call the server would spend 2 s on. tonic's
@@ -125,7 +125,7 @@ async fn budget_end_is_deadline_exceeded_on_both_sides() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[timefuse_leak::test(flavor = "multi_thread", worker_threads = 2, allow_unbound = 1)]
 async fn budget_end_cuts_a_server_stream() {
     let (log, mut client) = start().await;
     let (ctx, _guard) = request_context(Duration::from_millis(250), "rs-stream");

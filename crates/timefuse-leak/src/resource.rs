@@ -279,6 +279,7 @@ pub struct ResourceInfo {
     service: Label,
     kind: Label,
     location: &'static Location<'static>,
+    // timefuse-lint: allow(TF030) a registry record of the acquiring request, read (never derived from) to flag resources held past its end
     ctx: Context,
     runtime: Option<tokio::runtime::Id>,
     acquired: Instant,

@@ -83,6 +83,12 @@ pub enum Outcome {
 
 impl Outcome {
     /// All outcomes, in declaration order (for metric label sets).
+    ///
+    /// ```
+    /// let labels: Vec<_> = timefuse_guard::Outcome::ALL.iter().map(|o| o.as_str()).collect();
+    /// assert_eq!(labels[0], "success");
+    /// assert_eq!(labels.len(), 8);
+    /// ```
     pub const ALL: [Outcome; 8] = [
         Outcome::Success,
         Outcome::Failure,

@@ -505,7 +505,11 @@ async fn clones_share_one_breaker_under_concurrency() {
         .layer(layer)
         .service_fn(|i: usize| async move {
             tokio::task::yield_now().await;
-            if i.is_multiple_of(2) { Ok(i) } else { Err("odd") }
+            if i.is_multiple_of(2) {
+                Ok(i)
+            } else {
+                Err("odd")
+            }
         });
     let tasks: Vec<_> = (0..1000)
         .map(|i| {

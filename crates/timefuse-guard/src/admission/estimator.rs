@@ -95,7 +95,7 @@ struct Shared<K> {
 /// (and by every service an [`AdmissionLayer`](super::AdmissionLayer) makes).
 ///
 /// Routes are keys of type `K` (`()` for a single route). At most
-/// [`max_routes`](super::AdmissionLayer::max_routes) keys get their own statistics; the
+/// [`max_routes`](LatencyEstimator::max_routes) keys get their own statistics; the
 /// others share one overflow route.
 ///
 /// ```

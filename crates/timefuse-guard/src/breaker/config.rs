@@ -4,9 +4,15 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The largest count-based window and the largest number of half-open probes.
+/// The largest count-based window.
 pub(crate) const MAX_WINDOW_CALLS: u32 = 1 << 20;
 /// The largest number of calls permitted in the half-open state (10 bits of the state word).
+///
+/// ```
+/// use timefuse_guard::breaker::{BreakerConfig, MAX_HALF_OPEN_CALLS};
+/// let config = BreakerConfig::new("x").permitted_calls_in_half_open(MAX_HALF_OPEN_CALLS + 1);
+/// assert!(config.validate().is_err());
+/// ```
 pub const MAX_HALF_OPEN_CALLS: u32 = 1023;
 /// The longest time-based window, in seconds (one bucket a second).
 pub(crate) const MAX_WINDOW_SECONDS: u32 = 3600;

@@ -49,7 +49,8 @@ where
 /// - refusals from guards further in ([`GuardError::is_refusal`]: a full bulkhead, an inner
 ///   rate limiter or breaker);
 /// - the request being cancelled for another reason than its deadline
-///   ([`GuardError::Ended`] with a cancel cause: the client went away, shutdown).
+///   ([`GuardError::Ended`] with a cancel cause — the client went away, shutdown — or an inner
+///   error that is such a [`Cause`](timefuse::Cause)).
 ///
 /// ```
 /// use std::time::Duration;
@@ -64,6 +65,8 @@ where
 /// assert_eq!(Classify::<()>::classify(&c, Err(&deadline)), Some(Outcome::Failure));
 /// let gone = GuardError::ended(Cause::ClientGone);
 /// assert_eq!(Classify::<()>::classify(&c, Err(&gone)), None);
+/// let gone = GuardError::from_inner(Cause::ClientGone);
+/// assert_eq!(Classify::<()>::classify(&c, Err(&gone)), None);
 /// let full = GuardError::bulkhead_full(4, Duration::ZERO);
 /// assert_eq!(Classify::<()>::classify(&c, Err(&full)), None);
 /// ```
@@ -74,6 +77,9 @@ pub struct DefaultClassifier;
 fn says_nothing(err: &GuardError) -> bool {
     match err {
         GuardError::Ended { cause } => !cause.is_deadline_exceeded(),
+        GuardError::Inner(e) => e
+            .downcast_ref::<timefuse::Cause>()
+            .is_some_and(|cause| !cause.is_deadline_exceeded()),
         e => e.is_refusal(),
     }
 }

@@ -40,7 +40,7 @@ async fn with_call_budget(call_budget: u64) -> (Context, timefuse::CancelGuard) 
     (ctx, guard)
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn ewma_converges_on_the_recent_latency() {
     let calls = Arc::new(AtomicUsize::new(0));
     let layer = AdmissionLayer::new();
@@ -60,7 +60,7 @@ async fn ewma_converges_on_the_recent_latency() {
     assert_eq!(est.samples(&()), 25);
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn refuses_below_the_expected_latency_without_calling() {
     let calls = Arc::new(AtomicUsize::new(0));
     // No probes here, so that every refusal below is deterministic.
@@ -102,7 +102,7 @@ async fn refuses_below_the_expected_latency_without_calling() {
         .unwrap();
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn a_cold_route_admits_but_the_floor_holds() {
     let calls = Arc::new(AtomicUsize::new(0));
     let mut svc = ServiceBuilder::new()
@@ -120,7 +120,7 @@ async fn a_cold_route_admits_but_the_floor_holds() {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn done_contexts_and_contexts_without_deadline() {
     let calls = Arc::new(AtomicUsize::new(0));
     let mut svc = ServiceBuilder::new()
@@ -147,7 +147,7 @@ async fn done_contexts_and_contexts_without_deadline() {
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn one_probe_a_second_lets_the_estimate_recover() {
     let calls = Arc::new(AtomicUsize::new(0));
     let layer = AdmissionLayer::new();
@@ -192,7 +192,7 @@ async fn one_probe_a_second_lets_the_estimate_recover() {
         .unwrap();
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn routes_have_their_own_estimates() {
     let calls = Arc::new(AtomicUsize::new(0));
     let layer = AdmissionLayer::routed(|took: &u64| if *took >= 300 { "slow" } else { "fast" });
@@ -220,7 +220,7 @@ async fn routes_have_their_own_estimates() {
     .await;
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn downstream_caps_bound_the_budget() {
     let policy = TimeoutPolicy::http_edge().with_downstream_cap("ledger", ms(100));
     let calls = Arc::new(AtomicUsize::new(0));
@@ -239,7 +239,7 @@ async fn downstream_caps_bound_the_budget() {
     assert!(matches!(err, GuardError::RefusedForBudget { remaining, .. } if remaining == ms(100)));
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn clones_share_the_estimate() {
     let calls = Arc::new(AtomicUsize::new(0));
     let layer = AdmissionLayer::new();
@@ -276,7 +276,7 @@ mod with_the_breaker {
 
     /// In its place (outermost), admission's refusals never reach the breaker; placed inside
     /// one, they are ignored as every refusal is.
-    #[tokio::test(start_paused = true)]
+    #[timefuse_leak::test(start_paused = true)]
     async fn refusals_never_count_in_the_breaker() {
         for admission_outside in [true, false] {
             let calls = Arc::new(AtomicUsize::new(0));

@@ -40,7 +40,7 @@ fn count_based(n: u32, min: u32) -> BreakerConfig {
         .minimum_calls(min)
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn defaults_are_resilience4j_s() {
     let c = BreakerConfig::default();
     assert_eq!(c.get_sliding_window(), SlidingWindow::CountBased(100));
@@ -63,7 +63,7 @@ async fn defaults_are_resilience4j_s() {
     assert_eq!(breaker.state(), CircuitState::Open);
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn minimum_calls_gate_the_rates() {
     let breaker = Breaker::new(count_based(10, 5));
     record(&breaker, 4, Outcome::Failure, MS);
@@ -76,7 +76,7 @@ async fn minimum_calls_gate_the_rates() {
     assert_eq!(breaker.state(), CircuitState::Open);
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn count_window_slides() {
     let breaker = Breaker::new(count_based(4, 4));
     record(&breaker, 1, Outcome::Failure, MS);
@@ -91,7 +91,7 @@ async fn count_window_slides() {
     assert_eq!(breaker.metrics().failure_rate, Some(50.0));
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn time_window_forgets_calls_older_than_its_span() {
     // The design document's preset: 50 % failures over the last 60 s.
     let breaker =
@@ -114,7 +114,7 @@ async fn time_window_forgets_calls_older_than_its_span() {
     assert_eq!(breaker.metrics().calls, 0);
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn slow_calls_open_it_at_the_slow_rate() {
     let breaker = Breaker::new(
         count_based(10, 10)
@@ -135,7 +135,7 @@ async fn slow_calls_open_it_at_the_slow_rate() {
     assert_eq!(e.slow_call_rate, Some(60.0));
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn open_half_open_closed_and_open_again() {
     let breaker = Breaker::new(
         count_based(4, 4)
@@ -214,7 +214,7 @@ async fn open_half_open_closed_and_open_again() {
     );
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn a_dropped_probe_gives_its_place_back() {
     let breaker = Breaker::new(count_based(2, 2).permitted_calls_in_half_open(1));
     breaker.transition_to_half_open();
@@ -234,7 +234,7 @@ async fn a_dropped_probe_gives_its_place_back() {
     assert_eq!(breaker.state(), CircuitState::Closed);
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn max_wait_in_half_open_reopens() {
     let breaker = Breaker::new(
         count_based(2, 2)
@@ -248,7 +248,7 @@ async fn max_wait_in_half_open_reopens() {
     assert_eq!(breaker.state(), CircuitState::Open);
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn probes_need_a_caller_with_budget() {
     let breaker = Breaker::new(
         count_based(4, 4)
@@ -293,7 +293,7 @@ async fn probes_need_a_caller_with_budget() {
     assert!(breaker.try_acquire(&done).is_err());
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn probes_on_a_cold_breaker_need_only_the_floor() {
     let breaker = Breaker::new(count_based(2, 2).permitted_calls_in_half_open(1));
     breaker.transition_to_half_open();
@@ -305,7 +305,7 @@ async fn probes_on_a_cold_breaker_need_only_the_floor() {
     assert!(breaker.try_acquire(&request).is_err());
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn forced_states() {
     let breaker = Breaker::new(count_based(2, 2));
     let mut events = breaker.subscribe();
@@ -362,7 +362,7 @@ async fn forced_states() {
     );
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn permits_from_before_a_transition_record_nothing() {
     let breaker = Breaker::new(count_based(4, 4).permitted_calls_in_half_open(1));
     let late = breaker.try_acquire(&bg()).unwrap();
@@ -375,7 +375,7 @@ async fn permits_from_before_a_transition_record_nothing() {
     assert_eq!(breaker.metrics().probes_recorded, 0);
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn the_hook_sees_each_transition_once() {
     let breaker = Breaker::new(count_based(2, 2));
     let seen = Arc::new(AtomicUsize::new(0));
@@ -402,7 +402,7 @@ fn callee(
     })
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn layer_times_calls_and_counts_slow_ones() {
     let layer = CircuitBreakerLayer::new(
         count_based(10, 10).slow_call_duration_threshold(Duration::from_millis(100)),
@@ -418,7 +418,7 @@ async fn layer_times_calls_and_counts_slow_ones() {
     assert_eq!((m.calls, m.failed_calls, m.slow_calls), (2, 1, 2));
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn refusals_and_cancellations_from_inside_are_not_failures() {
     let layer = CircuitBreakerLayer::new(count_based(2, 2));
     let breaker = Arc::clone(layer.breaker());
@@ -442,7 +442,7 @@ async fn refusals_and_cancellations_from_inside_are_not_failures() {
     assert_eq!(breaker.metrics().failed_calls, 1);
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn layer_failure_predicate() {
     let layer = CircuitBreakerLayer::new(count_based(2, 2))
         .failure_if(|e: &GuardError| e.to_string() != "not found");
@@ -461,7 +461,7 @@ async fn layer_failure_predicate() {
     assert_eq!((m.calls, m.failed_calls), (2, 1));
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn dropping_the_response_future_releases_the_probe() {
     let layer = CircuitBreakerLayer::new(count_based(2, 2).permitted_calls_in_half_open(1));
     let breaker = Arc::clone(layer.breaker());
@@ -478,7 +478,7 @@ async fn dropping_the_response_future_releases_the_probe() {
     assert_eq!(breaker.state(), CircuitState::Closed);
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn the_probe_rule_reads_the_task_local_context() {
     let layer = CircuitBreakerLayer::new(count_based(2, 2).permitted_calls_in_half_open(1));
     let breaker = Arc::clone(layer.breaker());
@@ -497,7 +497,7 @@ async fn the_probe_rule_reads_the_task_local_context() {
 
 /// 1000 concurrent calls through clones of one service on a multi-threaded runtime: every call
 /// counts in the one shared window, and once it opens every clone refuses.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[timefuse_leak::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clones_share_one_breaker_under_concurrency() {
     let layer = CircuitBreakerLayer::new(count_based(1000, 1000).failure_rate_threshold(100.0));
     let breaker = Arc::clone(layer.breaker());
@@ -547,7 +547,7 @@ async fn clones_share_one_breaker_under_concurrency() {
     assert!(matches!(err, GuardError::OpenCircuit { .. }));
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn infallible_inner_services_work() {
     let mut svc = ServiceBuilder::new()
         .layer(CircuitBreakerLayer::new(BreakerConfig::new("x")))

@@ -47,7 +47,7 @@ impl Peak {
     }
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn the_wait_is_bounded_by_the_budget() {
     let compartment = Arc::new(Compartment::new(1));
     let held = compartment.try_acquire().unwrap();
@@ -83,7 +83,7 @@ async fn the_wait_is_bounded_by_the_budget() {
     assert_eq!(start.elapsed(), Duration::ZERO);
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn max_wait_and_no_deadline() {
     let compartment = Arc::new(Compartment::new(1).with_max_wait(Some(ms(20))));
     let held = compartment.try_acquire().unwrap();
@@ -104,7 +104,7 @@ async fn max_wait_and_no_deadline() {
     drop(held);
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn a_cancelled_caller_leaves_the_queue() {
     let compartment = Arc::new(Compartment::new(1));
     let held = compartment.try_acquire().unwrap();
@@ -131,7 +131,7 @@ async fn a_cancelled_caller_leaves_the_queue() {
     assert_eq!(compartment.rejected(), 0);
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn the_layer_waits_within_the_task_local_budget() {
     let peak = Peak::default();
     let layer = BulkheadLayer::new(1);
@@ -166,7 +166,7 @@ async fn the_layer_waits_within_the_task_local_budget() {
     assert_eq!(peak.peak.load(Ordering::SeqCst), 1);
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn dropping_a_waiting_or_running_call_frees_everything() {
     let layer = BulkheadLayer::new(1);
     let compartment = Arc::clone(layer.compartment());
@@ -183,7 +183,7 @@ async fn dropping_a_waiting_or_running_call_frees_everything() {
 
 /// 1000 concurrent calls through clones of one service on a multi-threaded runtime: never
 /// more than the limit at once, and all are served (no deadline: they wait).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[timefuse_leak::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_limit_holds_across_clones_under_concurrency() {
     let peak = Peak::default();
     let layer = BulkheadLayer::new(8);
@@ -204,7 +204,7 @@ async fn the_limit_holds_across_clones_under_concurrency() {
 }
 
 #[cfg(feature = "breaker")]
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn a_full_bulkhead_is_not_a_breaker_failure() {
     use timefuse_guard::breaker::{BreakerConfig, CircuitBreakerLayer, SlidingWindow};
 

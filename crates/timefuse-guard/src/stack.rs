@@ -71,7 +71,7 @@ use crate::breaker::{Breaker, BreakerConfig, CircuitBreaker, CircuitBreakerLayer
 use crate::bulkhead::{Bulkhead, BulkheadLayer, Compartment};
 use crate::fallback::{Fallback, FallbackHook, FallbackLayer, FallbackStats, Triggers, Why};
 use crate::rate_limit::{
-    ByContext, ContextKey, Rate, RateLimit, RateLimitLayer, RateLimiter, WaitMode,
+    ByContext, ContextKey, LimiterClock, Rate, RateLimit, RateLimitLayer, RateLimiter, WaitMode,
 };
 #[cfg(feature = "redis")]
 use crate::redis_limit::{RedisRateLimit, RedisRateLimitLayer, RedisRateLimiter};
@@ -320,10 +320,23 @@ impl<H> GuardLayer<H> {
     /// Turns a local rate limit on: `rate`, waiting per `wait` (within the budget), keyed per
     /// `key`.
     #[must_use]
-    pub fn with_rate_limit(mut self, rate: Rate, wait: WaitMode, key: ByContext) -> Self {
+    pub fn with_rate_limit(self, rate: Rate, wait: WaitMode, key: ByContext) -> Self {
+        self.with_rate_limit_clock(rate, wait, key, LimiterClock::default())
+    }
+
+    /// As [`with_rate_limit`](GuardLayer::with_rate_limit), the limiter reading `clock`
+    /// ([`LimiterClock::tokio`] for tests on tokio's paused clock).
+    #[must_use]
+    pub fn with_rate_limit_clock(
+        mut self,
+        rate: Rate,
+        wait: WaitMode,
+        key: ByContext,
+        clock: LimiterClock,
+    ) -> Self {
         let limiter = match key {
-            ByContext::Global => RateLimiter::direct_any(rate),
-            _ => RateLimiter::keyed(rate),
+            ByContext::Global => RateLimiter::direct_any(rate, clock),
+            _ => RateLimiter::keyed_with_clock(rate, clock),
         }
         .named(Arc::clone(&self.route));
         self.rate = Some(RateLimitLayer::with_key_fn(limiter, key).wait(wait));
@@ -561,7 +574,7 @@ impl GuardLayer<NoFallback> {
     }
 }
 
-impl<S, H> Layer<S> for GuardLayer<H> {
+impl<S: Clone, H> Layer<S> for GuardLayer<H> {
     type Service = GuardStack<S, H>;
 
     fn layer(&self, inner: S) -> Self::Service {

@@ -1,6 +1,7 @@
-//! The rate limiter: accuracy over long simulated runs on tokio's paused clock (the limiter
-//! reads [`TokioClock`], an adapter over `tokio::time::Instant`), limits shared across clones
-//! and tasks (the axum#2634 scenario), waits bounded by the caller's budget, keyed limits.
+//! The rate limiter: accuracy over long simulated runs on tokio's paused clock (these limiters
+//! read [`LimiterClock::tokio`], governor's clock trait over `tokio::time::Instant`, so virtual
+//! time drives them), limits shared across clones and tasks (the axum#2634 scenario, on the
+//! default `quanta` clock and real time), waits bounded by the caller's budget, keyed limits.
 #![cfg(feature = "rate-limit")]
 
 use std::convert::Infallible;
@@ -11,12 +12,17 @@ use std::time::Duration;
 use timefuse::budget::TimeoutPolicy;
 use timefuse::{Cause, Context};
 use timefuse_guard::GuardError;
-use timefuse_guard::rate_limit::{Rate, RateLimitLayer, RateLimiter, WaitMode};
+use timefuse_guard::rate_limit::{LimiterClock, Rate, RateLimitLayer, RateLimiter, WaitMode};
 use tokio::time::Instant;
 use tower::{Layer, Service, ServiceExt};
 
 fn echo() -> impl Service<u32, Response = u32, Error = Infallible, Future: Send> + Clone + Send {
     tower::service_fn(|x: u32| async move { Ok::<_, Infallible>(x) })
+}
+
+/// A global limit on tokio's (paused) clock.
+fn simulated(rate: Rate) -> RateLimitLayer {
+    RateLimitLayer::with_limiter(RateLimiter::direct_with_clock(rate, LimiterClock::tokio()))
 }
 
 fn within_one_percent(got: u64, expected: f64) {
@@ -33,7 +39,7 @@ fn within_one_percent(got: u64, expected: f64) {
 #[tokio::test(start_paused = true)]
 async fn no_wait_accuracy_over_a_long_run() {
     let rate = Rate::per_second(100);
-    let mut svc = RateLimitLayer::new(rate).no_wait().layer(echo());
+    let mut svc = simulated(rate).no_wait().layer(echo());
     let run = Duration::from_secs(20 * 60);
     let start = Instant::now();
     let (mut ok, mut limited) = (0_u64, 0_u64);
@@ -57,7 +63,7 @@ async fn no_wait_accuracy_over_a_long_run() {
 #[tokio::test(start_paused = true)]
 async fn waiting_callers_get_the_rate() {
     let rate = Rate::per_second(50).with_burst(5);
-    let layer = RateLimitLayer::new(rate).max_wait(Duration::from_millis(200));
+    let layer = simulated(rate).max_wait(Duration::from_millis(200));
     let svc = layer.layer(echo());
     let run = Duration::from_secs(300);
     let ok = Arc::new(AtomicU64::new(0));
@@ -117,7 +123,8 @@ async fn fifteen_hundred_concurrent_requests_through_clones_pass_exactly_the_lim
 /// A limiter shared by two layers (two routes drawing on one budget) and checked by hand.
 #[tokio::test(start_paused = true)]
 async fn one_limiter_shared_by_layers_and_code() {
-    let limiter = RateLimiter::direct(Rate::per_second(3)).named("shared");
+    let limiter =
+        RateLimiter::direct_with_clock(Rate::per_second(3), LimiterClock::tokio()).named("shared");
     let mut a = RateLimitLayer::with_limiter(limiter.clone())
         .no_wait()
         .layer(echo());
@@ -140,8 +147,7 @@ async fn one_limiter_shared_by_layers_and_code() {
 #[tokio::test(start_paused = true)]
 async fn waits_never_exceed_the_budget() {
     // One permit every 100 ms, burst 1: the k-th queued caller needs k·100 ms.
-    let layer =
-        RateLimitLayer::new(Rate::per_second(10).with_burst(1)).max_wait(Duration::from_secs(10));
+    let layer = simulated(Rate::per_second(10).with_burst(1)).max_wait(Duration::from_secs(10));
     let svc = layer.layer(echo());
     let policy = Arc::new(TimeoutPolicy::internal_grpc()); // floor 50 ms
     for budget_ms in [60_u64, 120, 149, 150, 151, 260, 400, 800] {
@@ -193,7 +199,7 @@ async fn waits_never_exceed_the_budget() {
 #[tokio::test(start_paused = true)]
 async fn wait_modes_without_a_context() {
     let rate = Rate::per_second(4).with_burst(1); // a permit every 250 ms
-    let mut up_to_300 = RateLimitLayer::new(rate)
+    let mut up_to_300 = simulated(rate)
         .max_wait(Duration::from_millis(300))
         .layer(echo());
     up_to_300.ready().await.unwrap().call(0).await.unwrap();
@@ -201,9 +207,7 @@ async fn wait_modes_without_a_context() {
     up_to_300.ready().await.unwrap().call(1).await.unwrap();
     assert_eq!(start.elapsed(), Duration::from_millis(250));
 
-    let mut never = RateLimitLayer::new(rate)
-        .wait(WaitMode::NoWait)
-        .layer(echo());
+    let mut never = simulated(rate).wait(WaitMode::NoWait).layer(echo());
     never.ready().await.unwrap().call(0).await.unwrap();
     let err = never.ready().await.unwrap().call(1).await.unwrap_err();
     assert_eq!(err.retry_after(), Some(Duration::from_millis(250)));
@@ -213,7 +217,7 @@ async fn wait_modes_without_a_context() {
 /// A caller whose context is cancelled while it waits for a permit stops waiting at once.
 #[tokio::test(start_paused = true)]
 async fn cancel_while_waiting() {
-    let layer = RateLimitLayer::new(Rate::per_second(1)).max_wait(Duration::from_secs(5));
+    let layer = simulated(Rate::per_second(1)).max_wait(Duration::from_secs(5));
     let mut svc = layer.layer(echo());
     svc.ready().await.unwrap().call(0).await.unwrap();
     let (ctx, guard) = Context::background().with_cancel();
@@ -237,7 +241,7 @@ async fn cancel_while_waiting() {
 /// A context that has already ended is not made to wait.
 #[tokio::test(start_paused = true)]
 async fn ended_context_does_not_wait() {
-    let mut svc = RateLimitLayer::new(Rate::per_second(1)).layer(echo());
+    let mut svc = simulated(Rate::per_second(1)).layer(echo());
     svc.ready().await.unwrap().call(0).await.unwrap();
     let (ctx, guard) = Context::background().with_cancel();
     drop(guard);
@@ -255,7 +259,8 @@ async fn keyed_limits_are_independent() {
     struct Req {
         tenant: &'static str,
     }
-    let layer = RateLimitLayer::keyed(Rate::per_second(2), |r: &Req| r.tenant).no_wait();
+    let limiter = RateLimiter::keyed_with_clock(Rate::per_second(2), LimiterClock::tokio());
+    let layer = RateLimitLayer::keyed_with_limiter(limiter, |r: &Req| r.tenant).no_wait();
     let inner = tower::service_fn(|r: Req| async move { Ok::<_, Infallible>(r.tenant) });
     let mut svc = layer.layer(inner);
     let mut results = Vec::new();
@@ -280,7 +285,7 @@ async fn keyed_limits_are_independent() {
 #[tokio::test(start_paused = true)]
 async fn inner_errors_pass_through() {
     let inner = tower::service_fn(|_: u32| async { Err::<u32, _>(std::io::Error::other("down")) });
-    let mut svc = RateLimitLayer::new(Rate::per_second(10)).layer(inner);
+    let mut svc = simulated(Rate::per_second(10)).layer(inner);
     let err = svc.ready().await.unwrap().call(0).await.unwrap_err();
     assert_eq!(err.inner().unwrap().to_string(), "down");
 }
@@ -288,7 +293,7 @@ async fn inner_errors_pass_through() {
 /// A lone caller whose next permit lies past its bound is refused at once, without waiting.
 #[tokio::test(start_paused = true)]
 async fn refused_at_once_when_the_permit_is_past_the_budget() {
-    let mut svc = RateLimitLayer::new(Rate::per_second(1))
+    let mut svc = simulated(Rate::per_second(1))
         .max_wait(Duration::from_secs(10))
         .layer(echo());
     svc.ready().await.unwrap().call(0).await.unwrap();

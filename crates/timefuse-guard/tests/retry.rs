@@ -269,8 +269,9 @@ async fn no_retry_after_the_request_ends() {
     assert_eq!(dep.calls(), 1);
 }
 
-/// The per-try timeout is `min(cap, remaining − reserve)`, the callee sees it as its current
-/// context, and an attempt below the floor is not started.
+/// The per-try timeout is `min(cap, remaining − reserve)`; when the cap binds the callee sees
+/// it as its current context (otherwise the request's own, from which it derives the same
+/// `remaining − reserve`); an attempt below the floor is not started.
 #[tokio::test(start_paused = true)]
 async fn per_try_timeout_is_derived_from_the_budget() {
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -296,13 +297,40 @@ async fn per_try_timeout_is_derived_from_the_budget() {
         *seen.lock().unwrap(),
         [
             Some(Duration::from_millis(200)),
-            Some(Duration::from_millis(650))
+            Some(Duration::from_millis(800))
         ]
     );
 }
 
 /// Retries compose with the per-try timeout: a hung attempt is cut at its per-try budget and
 /// retried while the request has time.
+/// Without a cap binding, a hung call is still cut at `remaining − reserve`.
+#[tokio::test(start_paused = true)]
+async fn uncapped_attempts_end_at_remaining_less_reserve() {
+    let mut svc = PerTryTimeoutLayer::new(None).layer(tower::service_fn(|_: ()| async {
+        std::future::pending::<()>().await;
+        Ok::<(), std::io::Error>(())
+    }));
+    let (ctx, _g) = Context::request(TimeoutPolicy::internal_grpc());
+    let start = Instant::now();
+    let err = ctx
+        .scope(async { svc.ready().await.unwrap().call(()).await })
+        .await
+        .unwrap_err();
+    assert!(err.is_deadline_exceeded());
+    assert_eq!(start.elapsed(), Duration::from_millis(650));
+    // And without any context, the cap alone.
+    let mut capped = PerTryTimeoutLayer::new(Some(Duration::from_millis(30))).layer(
+        tower::service_fn(|_: ()| async {
+            std::future::pending::<()>().await;
+            Ok::<(), std::io::Error>(())
+        }),
+    );
+    let start = Instant::now();
+    assert!(capped.ready().await.unwrap().call(()).await.is_err());
+    assert_eq!(start.elapsed(), Duration::from_millis(30));
+}
+
 #[tokio::test(start_paused = true)]
 async fn hung_attempts_are_cut_and_retried() {
     let calls = Arc::new(AtomicU32::new(0));

@@ -80,3 +80,72 @@ impl Clock for TokioClock {
         Nanos::new(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX))
     }
 }
+
+/// The clock a [`RateLimiter`](super::RateLimiter) reads.
+///
+/// - [`Monotonic`](LimiterClock::monotonic) (the default): governor's `quanta` clock (the TSC
+///   where it is reliable): the cheapest reading, for production.
+/// - [`Tokio`](LimiterClock::tokio): [`TokioClock`], for tests and simulations on tokio's
+///   paused clock, where a limiter must follow virtual time.
+///
+/// Both are monotonic and real-time in production, so waits computed from either line up with
+/// tokio's timers.
+///
+/// ```
+/// use timefuse_guard::rate_limit::{LimiterClock, Rate, RateLimiter};
+///
+/// let fast = RateLimiter::direct(Rate::per_second(100));
+/// let simulated = RateLimiter::direct_with_clock(Rate::per_second(100), LimiterClock::tokio());
+/// # let _ = (fast, simulated);
+/// ```
+#[derive(Clone, Debug)]
+pub enum LimiterClock {
+    /// governor's `quanta` clock, as nanoseconds since the clock was made.
+    Monotonic {
+        /// The clock.
+        clock: governor::clock::QuantaClock,
+        /// Its reading when made.
+        start: governor::clock::QuantaInstant,
+    },
+    /// tokio's clock.
+    Tokio(TokioClock),
+}
+
+impl LimiterClock {
+    /// governor's `quanta` clock (the default).
+    pub fn monotonic() -> LimiterClock {
+        let clock = governor::clock::QuantaClock::default();
+        let start = clock.now();
+        LimiterClock::Monotonic { clock, start }
+    }
+
+    /// tokio's clock ([`TokioClock`]), which follows tokio's paused test clock.
+    pub fn tokio() -> LimiterClock {
+        LimiterClock::Tokio(TokioClock::new())
+    }
+
+    /// True for the tokio clock.
+    pub fn is_tokio(&self) -> bool {
+        matches!(self, LimiterClock::Tokio(_))
+    }
+}
+
+impl Default for LimiterClock {
+    fn default() -> Self {
+        LimiterClock::monotonic()
+    }
+}
+
+impl Clock for LimiterClock {
+    type Instant = Nanos;
+
+    #[inline]
+    fn now(&self) -> Nanos {
+        match self {
+            LimiterClock::Monotonic { clock, start } => {
+                governor::clock::Reference::duration_since(&clock.now(), *start)
+            }
+            LimiterClock::Tokio(t) => t.now(),
+        }
+    }
+}

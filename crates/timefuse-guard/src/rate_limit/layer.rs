@@ -18,12 +18,14 @@ use super::{Global, Rate, RateLimit, RateLimiter, WaitMode};
 /// ```
 /// use std::time::Duration;
 /// use tower::{Service, ServiceBuilder, ServiceExt};
-/// use timefuse_guard::rate_limit::{Rate, RateLimitLayer};
+/// use timefuse_guard::rate_limit::{LimiterClock, Rate, RateLimitLayer, RateLimiter};
 /// use timefuse_guard::GuardError;
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {
-/// let layer = RateLimitLayer::new(Rate::per_second(1)).no_wait();
+/// // tokio's clock, so that the paused test clock drives the limiter (exact numbers below).
+/// let limiter = RateLimiter::direct_with_clock(Rate::per_second(1), LimiterClock::tokio());
+/// let layer = RateLimitLayer::with_limiter(limiter).no_wait();
 /// let mut a = ServiceBuilder::new()
 ///     .layer(layer.clone())
 ///     .service_fn(|x: u32| async move { Ok::<_, std::convert::Infallible>(x) });
@@ -125,8 +127,9 @@ impl<K, F> RateLimitLayer<K, F> {
     /// [`ByContext`](super::ByContext)).
     ///
     /// ```
-    /// use timefuse_guard::rate_limit::{ByContext, Rate, RateLimitLayer, RateLimiter};
-    /// let layer = RateLimitLayer::with_key_fn(RateLimiter::keyed(Rate::per_second(10)), ByContext::Tenant);
+    /// use timefuse_guard::rate_limit::{ByContext, ContextKey, Rate, RateLimitLayer, RateLimiter};
+    /// let limiter = RateLimiter::<ContextKey>::keyed(Rate::per_second(10));
+    /// let layer = RateLimitLayer::with_key_fn(limiter, ByContext::Tenant);
     /// # let _ = layer;
     /// ```
     pub fn with_key_fn(limiter: RateLimiter<K>, key_fn: F) -> Self {

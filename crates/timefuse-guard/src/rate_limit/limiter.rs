@@ -13,10 +13,10 @@ use governor::state::keyed::DashMapStateStore;
 use governor::state::{InMemoryState, NotKeyed};
 use timefuse::Context;
 
-use super::{Rate, TokioClock};
+use super::{LimiterClock, Rate};
 
-type Direct = governor::RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<Nanos>>;
-type Keyed<K> = governor::RateLimiter<K, DashMapStateStore<K>, TokioClock, NoOpMiddleware<Nanos>>;
+type Direct = governor::RateLimiter<NotKeyed, InMemoryState, LimiterClock, NoOpMiddleware<Nanos>>;
+type Keyed<K> = governor::RateLimiter<K, DashMapStateStore<K>, LimiterClock, NoOpMiddleware<Nanos>>;
 
 enum State<K> {
     Direct(Direct),
@@ -52,6 +52,8 @@ struct Shared<K> {
     state: State<K>,
     rate: Rate,
     refused: AtomicU64,
+    name: Option<Arc<str>>,
+    tokio_clock: bool,
 }
 
 /// A GCRA rate limiter shared by every clone: one global limit (`RateLimiter<()>`, from
@@ -63,18 +65,19 @@ struct Shared<K> {
 /// total (the failure of tower's per-instance `RateLimit`, tower#794 / axum#2634).
 ///
 /// Built on [`governor`]: the global limiter is one `AtomicU64` updated by compare-and-swap, the
-/// keyed one a `DashMap` of those. It reads the [`TokioClock`], so it follows tokio's paused test
-/// clock.
+/// keyed one a `DashMap` of those. It reads a [`LimiterClock`]: governor's fast `quanta` clock by
+/// default, or tokio's clock ([`direct_with_clock`](RateLimiter::direct_with_clock)) to follow
+/// tokio's paused test clock, as the example does.
 ///
 /// # Examples
 ///
 /// ```
 /// use std::time::Duration;
-/// use timefuse_guard::rate_limit::{Rate, RateLimiter};
+/// use timefuse_guard::rate_limit::{LimiterClock, Rate, RateLimiter};
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {
-/// let limiter = RateLimiter::direct(Rate::per_second(2));
+/// let limiter = RateLimiter::direct_with_clock(Rate::per_second(2), LimiterClock::tokio());
 /// let clone = limiter.clone();
 /// assert!(limiter.check(&()).is_ok());
 /// assert!(clone.check(&()).is_ok());
@@ -86,7 +89,6 @@ struct Shared<K> {
 /// ```
 pub struct RateLimiter<K = ()> {
     shared: Arc<Shared<K>>,
-    name: Option<Arc<str>>,
 }
 
 impl RateLimiter<()> {
@@ -98,8 +100,18 @@ impl RateLimiter<()> {
     /// assert!(!limiter.is_keyed());
     /// ```
     pub fn direct(rate: Rate) -> RateLimiter<()> {
-        let state = State::Direct(Direct::direct_with_clock(rate.quota(), TokioClock::new()));
-        RateLimiter::from_state(state, rate)
+        RateLimiter::direct_any(rate, LimiterClock::default())
+    }
+
+    /// One limit for every call, reading `clock`.
+    ///
+    /// ```
+    /// use timefuse_guard::rate_limit::{LimiterClock, Rate, RateLimiter};
+    /// let limiter = RateLimiter::direct_with_clock(Rate::per_second(100), LimiterClock::tokio());
+    /// assert!(limiter.clock_is_tokio());
+    /// ```
+    pub fn direct_with_clock(rate: Rate, clock: LimiterClock) -> RateLimiter<()> {
+        RateLimiter::direct_any(rate, clock)
     }
 }
 
@@ -114,11 +126,11 @@ where
     ///
     /// ```
     /// use std::time::Duration;
-    /// use timefuse_guard::rate_limit::{Rate, RateLimiter};
+    /// use timefuse_guard::rate_limit::{LimiterClock, Rate, RateLimiter};
     ///
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
     /// # async fn main() {
-    /// let limiter = RateLimiter::keyed(Rate::per_second(1));
+    /// let limiter = RateLimiter::keyed_with_clock(Rate::per_second(1), LimiterClock::tokio());
     /// assert!(limiter.check(&"acme").is_ok());
     /// assert!(limiter.check(&"acme").is_err());
     /// assert!(limiter.check(&"globex").is_ok(), "each tenant has its own limit");
@@ -126,33 +138,50 @@ where
     /// # }
     /// ```
     pub fn keyed(rate: Rate) -> RateLimiter<K> {
-        let keyed: Keyed<K> = Keyed::dashmap_with_clock(rate.quota(), TokioClock::new());
-        RateLimiter::from_state(State::Keyed(Box::new(keyed)), rate)
+        RateLimiter::keyed_with_clock(rate, LimiterClock::default())
+    }
+
+    /// One limit per key, reading `clock`.
+    pub fn keyed_with_clock(rate: Rate, clock: LimiterClock) -> RateLimiter<K> {
+        let tokio_clock = clock.is_tokio();
+        let keyed: Keyed<K> = Keyed::dashmap_with_clock(rate.quota(), clock);
+        RateLimiter::from_state(State::Keyed(Box::new(keyed)), rate, tokio_clock)
     }
 }
 
 impl<K> RateLimiter<K> {
     /// One limit for every call whatever its key (the fast direct limiter, for a key type
     /// that may also be keyed elsewhere).
-    pub(crate) fn direct_any(rate: Rate) -> RateLimiter<K> {
-        let state = State::Direct(Direct::direct_with_clock(rate.quota(), TokioClock::new()));
-        RateLimiter::from_state(state, rate)
+    pub(crate) fn direct_any(rate: Rate, clock: LimiterClock) -> RateLimiter<K> {
+        let tokio_clock = clock.is_tokio();
+        let state = State::Direct(Direct::direct_with_clock(rate.quota(), clock));
+        RateLimiter::from_state(state, rate, tokio_clock)
     }
 
-    fn from_state(state: State<K>, rate: Rate) -> RateLimiter<K> {
+    fn from_state(state: State<K>, rate: Rate, tokio_clock: bool) -> RateLimiter<K> {
         RateLimiter {
             shared: Arc::new(Shared {
                 state,
                 rate,
                 refused: AtomicU64::new(0),
+                name: None,
+                tokio_clock,
             }),
-            name: None,
         }
+    }
+
+    /// True if the limiter reads tokio's clock.
+    pub fn clock_is_tokio(&self) -> bool {
+        self.shared.tokio_clock
     }
 
     /// Names the limiter: the name appears in its [`GuardError::RateLimited`] refusals and logs.
     ///
     /// [`GuardError::RateLimited`]: crate::GuardError::RateLimited
+    ///
+    /// # Panics
+    ///
+    /// If the limiter has been cloned: name it first.
     ///
     /// ```
     /// use timefuse_guard::rate_limit::{Rate, RateLimiter};
@@ -161,7 +190,9 @@ impl<K> RateLimiter<K> {
     /// ```
     #[must_use]
     pub fn named(mut self, name: impl Into<Arc<str>>) -> Self {
-        self.name = Some(name.into());
+        Arc::get_mut(&mut self.shared)
+            .expect("name a RateLimiter before cloning it")
+            .name = Some(name.into());
         self
     }
 
@@ -172,11 +203,11 @@ impl<K> RateLimiter<K> {
     /// assert_eq!(RateLimiter::direct(Rate::per_second(1)).name(), None);
     /// ```
     pub fn name(&self) -> Option<&str> {
-        self.name.as_deref()
+        self.shared.name.as_deref()
     }
 
     pub(crate) fn name_arc(&self) -> Option<Arc<str>> {
-        self.name.clone()
+        self.shared.name.clone()
     }
 
     /// The rate.
@@ -212,7 +243,8 @@ impl<K> RateLimiter<K> {
     ///
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
     /// # async fn main() {
-    /// let limiter = RateLimiter::direct(Rate::per_second(10).with_burst(1));
+    /// let rate = Rate::per_second(10).with_burst(1);
+    /// let limiter = RateLimiter::direct_with_clock(rate, timefuse_guard::rate_limit::LimiterClock::tokio());
     /// assert!(limiter.check(&()).is_ok());
     /// assert_eq!(limiter.check(&()), Err(std::time::Duration::from_millis(100)));
     /// # }
@@ -275,11 +307,11 @@ impl<K> RateLimiter<K> {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use timefuse_guard::rate_limit::{Rate, RateLimiter};
+    /// use timefuse_guard::rate_limit::{LimiterClock, Rate, RateLimiter};
     ///
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
     /// # async fn main() {
-    /// let limiter = RateLimiter::keyed(Rate::per_second(1));
+    /// let limiter = RateLimiter::keyed_with_clock(Rate::per_second(1), LimiterClock::tokio());
     /// let _ = limiter.check(&"peer-1");
     /// tokio::time::advance(Duration::from_secs(2)).await;
     /// limiter.retain_recent();
@@ -322,7 +354,6 @@ impl<K> Clone for RateLimiter<K> {
     fn clone(&self) -> Self {
         RateLimiter {
             shared: Arc::clone(&self.shared),
-            name: self.name.clone(),
         }
     }
 }
@@ -330,7 +361,7 @@ impl<K> Clone for RateLimiter<K> {
 impl<K> fmt::Debug for RateLimiter<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimiter")
-            .field("name", &self.name)
+            .field("name", &self.shared.name)
             .field("rate", &self.shared.rate)
             .field("keyed", &matches!(self.shared.state, State::Keyed(_)))
             .field("refused", &self.shared.refused.load(Ordering::Relaxed))

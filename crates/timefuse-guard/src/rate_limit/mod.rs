@@ -23,9 +23,10 @@
 //!
 //! # Clock
 //!
-//! The limiter reads [`TokioClock`], a governor clock over `tokio::time::Instant`, so with
-//! tokio's paused test clock the limiter runs on virtual time (the tests check its accuracy over
-//! simulated hours this way).
+//! A limiter reads a [`LimiterClock`]: by default governor's `quanta` clock, the cheapest to
+//! read (a check costs what a plain governor check does); or [`TokioClock`], a governor clock
+//! over `tokio::time::Instant`, with which a limiter runs on tokio's paused test clock (the
+//! tests check its accuracy over simulated hours this way). Both are real time in production.
 //!
 //! # Example
 //!
@@ -33,14 +34,16 @@
 //! use std::time::Duration;
 //! use timefuse::Context;
 //! use timefuse::budget::TimeoutPolicy;
-//! use timefuse_guard::rate_limit::{Rate, RateLimitLayer};
+//! use timefuse_guard::rate_limit::{LimiterClock, Rate, RateLimitLayer, RateLimiter};
 //! use timefuse_guard::GuardError;
 //! use tower::{Service, ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() {
+//! // tokio's clock, so that the paused test clock drives the limiter.
+//! let limiter = RateLimiter::direct_with_clock(Rate::per_second(2).with_burst(1), LimiterClock::tokio());
 //! let mut svc = ServiceBuilder::new()
-//!     .layer(RateLimitLayer::new(Rate::per_second(2).with_burst(1)).max_wait(Duration::from_secs(1)))
+//!     .layer(RateLimitLayer::with_limiter(limiter).max_wait(Duration::from_secs(1)))
 //!     .service_fn(|x: u32| async move { Ok::<_, std::convert::Infallible>(x) });
 //!
 //! let (ctx, _guard) = Context::request(TimeoutPolicy::internal_grpc()); // 800 ms, floor 50 ms
@@ -71,7 +74,7 @@ use timefuse::Context;
 use tokio::time::Instant;
 use tower_service::Service;
 
-pub use clock::TokioClock;
+pub use clock::{LimiterClock, TokioClock};
 pub use key::{ByContext, ContextKey, Global, KeyFn, Peer, Tenant};
 pub use layer::RateLimitLayer;
 pub use limiter::RateLimiter;

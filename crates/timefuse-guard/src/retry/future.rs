@@ -3,7 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context as TaskContext, Poll, ready};
 use std::time::Duration;
 
@@ -29,7 +29,9 @@ pin_project! {
     {
         #[pin]
         state: State<S::Future>,
-        svc: S,
+        // The service for retries: cloned from the template at the first retry.
+        svc: Option<S>,
+        template: Arc<Mutex<S>>,
         req: Req,
         shared: Arc<Shared<C>>,
         ctx: Option<Context>,
@@ -41,7 +43,7 @@ pin_project! {
 pin_project! {
     #[project = StateProj]
     enum State<F> {
-        Calling { #[pin] fut: F, started: Instant },
+        Calling { #[pin] fut: F, started: Instant, timed: bool },
         Backoff { sleep: Pin<Box<Sleep>> },
         Ready,
     }
@@ -50,17 +52,20 @@ pin_project! {
 impl<S: Service<Req>, Req, C> ResponseFuture<S, Req, C> {
     pub(super) fn new(
         fut: S::Future,
-        svc: S,
+        template: Arc<Mutex<S>>,
         req: Req,
         shared: Arc<Shared<C>>,
         ctx: Option<Context>,
+        started: Instant,
     ) -> Self {
         ResponseFuture {
             state: State::Calling {
                 fut,
-                started: Instant::now(),
+                started,
+                timed: fastrand::u8(..) < 32,
             },
-            svc,
+            svc: None,
+            template,
             req,
             shared,
             ctx,
@@ -72,7 +77,7 @@ impl<S: Service<Req>, Req, C> ResponseFuture<S, Req, C> {
 
 impl<S, Req, C> Future for ResponseFuture<S, Req, C>
 where
-    S: Service<Req>,
+    S: Service<Req> + Clone,
     S::Error: Into<BoxError>,
     Req: Clone,
     C: Classify<S::Response>,
@@ -83,9 +88,13 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Calling { fut, started } => {
+                StateProj::Calling {
+                    fut,
+                    started,
+                    timed,
+                } => {
                     let result = ready!(fut.poll(cx)).map_err(GuardError::from_inner);
-                    if result.is_ok() {
+                    if result.is_ok() && *timed {
                         this.shared.observe(started.elapsed());
                     }
                     match this
@@ -110,7 +119,13 @@ where
                     this.state.set(State::Ready);
                 }
                 StateProj::Ready => {
-                    if let Err(e) = ready!(this.svc.poll_ready(cx)) {
+                    let svc = this.svc.get_or_insert_with(|| {
+                        this.template
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .clone()
+                    });
+                    if let Err(e) = ready!(svc.poll_ready(cx)) {
                         return Poll::Ready(Err(GuardError::from_inner(e)));
                     }
                     // The decision was made before the backoff, for exactly this much time;
@@ -120,10 +135,11 @@ where
                         return Poll::Ready(last);
                     }
                     this.last.take();
-                    let fut = this.svc.call(this.req.clone());
+                    let fut = svc.call(this.req.clone());
                     this.state.set(State::Calling {
                         fut,
                         started: Instant::now(),
+                        timed: true,
                     });
                 }
             }

@@ -98,11 +98,12 @@ impl<C> Clone for RetryLayer<C> {
     }
 }
 
-impl<S, C> Layer<S> for RetryLayer<C> {
+impl<S: Clone, C> Layer<S> for RetryLayer<C> {
     type Service = Retry<S, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
         Retry {
+            template: Arc::new(std::sync::Mutex::new(inner.clone())),
             inner,
             shared: Arc::clone(&self.shared),
         }

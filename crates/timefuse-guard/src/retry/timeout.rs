@@ -9,17 +9,21 @@ use std::time::Duration;
 use pin_project_lite::pin_project;
 use timefuse::{CancelGuard, Cause, Context, Done};
 use tokio::task::futures::TaskLocalFuture;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::{BoxError, GuardError};
 
-/// Runs each call under a child context ending after the attempt's budget:
-/// `min(cap, remaining − reserve)` of the request's context (the policy's reserve, as for a
-/// downstream call), or just `cap` without a deadline. The child is the task-local current
-/// context while the call runs, so the callee (timefuse-tower's egress layer, say) sends the
-/// attempt's budget, not the request's, downstream.
+/// Bounds each call by the attempt's budget: `min(cap, remaining − reserve)` of the request's
+/// context (the policy's reserve, as for a downstream call), or just `cap` without a deadline.
+///
+/// When the cap is what binds, the call runs under a child context ending then, the task-local
+/// current context while the call runs, so the callee (timefuse-tower's egress layer, say)
+/// sends the attempt's budget downstream, not the request's. Otherwise the budget is the one a
+/// callee derives from the request's context itself, and a plain timer enforces it, armed only
+/// if the call is still pending after its first poll (a call that completes at once costs no
+/// timer and no child context).
 ///
 /// A budget below the policy's floor is not started: [`GuardError::RefusedForBudget`]. When the
 /// attempt's time is up the call is dropped and the error is [`GuardError::Ended`] with
@@ -123,31 +127,57 @@ impl<S> PerTryTimeout<S> {
     }
 }
 
-/// The budget of one attempt made now under `ctx` with `cap`: `Ok(None)` for no timeout at all.
+/// How one attempt is bounded.
+#[derive(Debug)]
+pub(crate) enum Bound {
+    /// No bound at all: no deadline and no cap.
+    None,
+    /// A child context ending after the attempt's budget: the cap binds, and the callee must
+    /// see the shorter deadline.
+    Child(Duration),
+    /// A timer at this instant: the budget is the request's `remaining − reserve`, which a
+    /// callee derives from the request's context itself.
+    At(Instant),
+    /// A timer this long after the first poll that finds the call pending (no request context).
+    After(Duration),
+}
+
+/// How an attempt made now under `ctx` with `cap` is bounded.
 ///
 /// # Errors
 ///
 /// The refusal, when the context has ended or the budget is below the floor.
-pub(crate) fn attempt_budget(
+pub(crate) fn attempt_bound(
     ctx: Option<&Context>,
     cap: Option<Duration>,
-) -> Result<Option<Duration>, GuardError> {
-    let Some(ctx) = ctx else { return Ok(cap) };
+) -> Result<Bound, GuardError> {
+    let Some(ctx) = ctx else {
+        return Ok(cap.map_or(Bound::None, Bound::After));
+    };
     if ctx.is_done() {
         return Err(GuardError::ended(
             ctx.cause().unwrap_or(Cause::DeadlineExceeded),
         ));
     }
-    let Some(left) = ctx.remaining() else {
-        return Ok(cap);
+    let Some(deadline) = ctx.deadline() else {
+        return Ok(cap.map_or(Bound::None, Bound::Child));
     };
+    let left = deadline.saturating_duration_since(Instant::now());
     let policy = ctx.policy();
     let budget = left.saturating_sub(policy.reserve());
-    let budget = cap.map_or(budget, |cap| cap.min(budget));
+    if cap.is_some_and(|cap| cap < budget) {
+        let cap = cap.unwrap_or(budget);
+        if cap < policy.floor() {
+            return Err(GuardError::refused_for_budget(cap, policy.floor()));
+        }
+        return Ok(Bound::Child(cap));
+    }
     if budget < policy.floor() {
         return Err(GuardError::refused_for_budget(budget, policy.floor()));
     }
-    Ok(Some(budget))
+    Ok(Bound::At(
+        deadline.checked_sub(policy.reserve()).unwrap_or(deadline),
+    ))
 }
 
 impl<S, Req> Service<Req> for PerTryTimeout<S>
@@ -165,27 +195,38 @@ where
 
     fn call(&mut self, req: Req) -> Self::Future {
         let ctx = Context::try_current();
-        match attempt_budget(ctx.as_ref(), self.cap) {
+        match attempt_bound(ctx.as_ref(), self.cap) {
             Err(e) => PerTryFuture::failed(e),
-            Ok(None) => {
-                let fut = self.inner.call(req);
-                PerTryFuture::running(fut, None)
+            Ok(Bound::None) => PerTryFuture::timed(self.inner.call(req), None),
+            Ok(Bound::At(deadline)) => {
+                PerTryFuture::timed(self.inner.call(req), Some(Timer::At(deadline)))
             }
-            Ok(Some(budget)) => {
+            Ok(Bound::After(budget)) => {
+                PerTryFuture::timed(self.inner.call(req), Some(Timer::After(budget)))
+            }
+            Ok(Bound::Child(budget)) => {
                 let parent = ctx.unwrap_or_default();
                 let (child, guard) = match Instant::now().checked_add(budget) {
                     Some(deadline) => parent.with_deadline(deadline),
                     None => parent.with_cancel(),
                 };
                 let fut = child.sync_scope(|| self.inner.call(req));
-                PerTryFuture::running(fut, Some((child, guard)))
+                PerTryFuture::scoped(fut, child, guard)
             }
         }
     }
 }
 
+#[derive(Debug, Clone, Copy)]
+enum Timer {
+    At(Instant),
+    After(Duration),
+}
+
 pin_project! {
-    /// Response future of [`PerTryTimeout`]: the call raced against the attempt's context.
+    /// Response future of [`PerTryTimeout`]: the call raced against the attempt's deadline
+    /// (its child context's, or a timer armed only if the call is still pending after its
+    /// first poll).
     ///
     /// # Cancel safety
     ///
@@ -199,27 +240,34 @@ pin_project! {
         #[pin]
         done: Option<Done>,
         guard: Option<CancelGuard>,
+        timer: Option<Timer>,
+        sleep: Option<Pin<Box<Sleep>>>,
         error: Option<GuardError>,
     }
 }
 
 impl<F: Future> PerTryFuture<F> {
-    fn running(fut: F, scope: Option<(Context, CancelGuard)>) -> Self {
-        match scope {
-            None => PerTryFuture {
-                call: None,
-                plain: Some(fut),
-                done: None,
-                guard: None,
-                error: None,
-            },
-            Some((child, guard)) => PerTryFuture {
-                done: Some(child.done()),
-                call: Some(child.scope(fut)),
-                plain: None,
-                guard: Some(guard),
-                error: None,
-            },
+    fn timed(fut: F, timer: Option<Timer>) -> Self {
+        PerTryFuture {
+            call: None,
+            plain: Some(fut),
+            done: None,
+            guard: None,
+            timer,
+            sleep: None,
+            error: None,
+        }
+    }
+
+    fn scoped(fut: F, child: Context, guard: CancelGuard) -> Self {
+        PerTryFuture {
+            done: Some(child.done()),
+            call: Some(child.scope(fut)),
+            plain: None,
+            guard: Some(guard),
+            timer: None,
+            sleep: None,
+            error: None,
         }
     }
 
@@ -229,6 +277,8 @@ impl<F: Future> PerTryFuture<F> {
             plain: None,
             done: None,
             guard: None,
+            timer: None,
+            sleep: None,
             error: Some(error),
         }
     }
@@ -247,7 +297,20 @@ where
             return Poll::Ready(Err(e));
         }
         if let Some(plain) = this.plain.as_pin_mut() {
-            return plain.poll(cx).map_err(GuardError::from_inner);
+            if let Poll::Ready(result) = plain.poll(cx) {
+                return Poll::Ready(result.map_err(GuardError::from_inner));
+            }
+            let Some(timer) = *this.timer else {
+                return Poll::Pending;
+            };
+            let sleep = this.sleep.get_or_insert_with(|| {
+                Box::pin(match timer {
+                    Timer::At(deadline) => tokio::time::sleep_until(deadline),
+                    Timer::After(budget) => tokio::time::sleep(budget),
+                })
+            });
+            std::task::ready!(sleep.as_mut().poll(cx));
+            return Poll::Ready(Err(GuardError::ended(Cause::DeadlineExceeded)));
         }
         let call = this
             .call
@@ -272,7 +335,8 @@ where
 impl<F> fmt::Debug for PerTryFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PerTryFuture")
-            .field("timed", &self.done.is_some())
+            .field("child", &self.done.is_some())
+            .field("timer", &self.timer)
             .finish_non_exhaustive()
     }
 }

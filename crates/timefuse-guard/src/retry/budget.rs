@@ -57,6 +57,8 @@ struct Shared {
     reserve: f64,
     deposits: [AtomicU64; SLOTS],
     withdrawals: [AtomicU64; SLOTS],
+    /// The latest slot seen by a clock read: deposits that skip the clock use it.
+    recent_slot: AtomicU64,
 }
 
 /// Why a [`RetryBudget`] could not be made.
@@ -147,6 +149,7 @@ impl RetryBudget {
                 reserve: f64::from(min_per_sec) * ttl.as_secs_f64(),
                 deposits: Default::default(),
                 withdrawals: Default::default(),
+                recent_slot: AtomicU64::new(0),
             }),
         })
     }
@@ -187,7 +190,11 @@ impl RetryBudget {
         let elapsed = now.saturating_duration_since(self.shared.origin);
         // u64 nanoseconds last 584 years; a u64 division is several times cheaper than u128.
         let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        (nanos / self.shared.slot_nanos) & 0xFFFF_FFFF
+        let slot = nanos / self.shared.slot_nanos;
+        if self.shared.recent_slot.load(Ordering::Relaxed) < slot {
+            self.shared.recent_slot.fetch_max(slot, Ordering::Relaxed);
+        }
+        slot & 0xFFFF_FFFF
     }
 
     fn add(buckets: &[AtomicU64; SLOTS], slot: u64) {
@@ -231,6 +238,14 @@ impl RetryBudget {
     /// Records a request made at `now` (saves a clock read for a caller that has one).
     pub(crate) fn deposit_at(&self, now: Instant) {
         Self::add(&self.shared.deposits, self.slot_at(now));
+    }
+
+    /// Records a request without reading the clock: in the latest slot any clock read saw.
+    /// Under steady traffic that is the current slot; after a quiet spell it may be an older
+    /// one, so the deposit leaves the window early (fewer retries, never more).
+    pub(crate) fn deposit_recent(&self) {
+        let slot = self.shared.recent_slot.load(Ordering::Relaxed) & 0xFFFF_FFFF;
+        Self::add(&self.shared.deposits, slot);
     }
 
     /// Takes one retry from the budget if there is one.

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, PoisonError};
 use std::task::{Context as TaskContext, Poll, ready};
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ use timefuse::Context;
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
-use super::{Classify, Shared};
+use super::{Classify, Instance};
 use crate::{BoxError, GuardError};
 
 pin_project! {
@@ -29,21 +29,21 @@ pin_project! {
     {
         #[pin]
         state: State<S::Future>,
-        // The service for retries: cloned from the template at the first retry.
-        svc: Option<S>,
-        template: Arc<Mutex<S>>,
+        // The service for retries: cloned from the template at the first retry (boxed: the
+        // nested futures of a stack are moved at each level, so the common path stays small).
+        svc: Option<Box<S>>,
+        instance: Arc<Instance<S, C>>,
         req: Req,
-        shared: Arc<Shared<C>>,
         ctx: Option<Context>,
         attempt: u32,
-        last: Option<Result<S::Response, GuardError>>,
+        last: Option<Box<Result<S::Response, GuardError>>>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
     enum State<F> {
-        Calling { #[pin] fut: F, started: Instant, timed: bool },
+        Calling { #[pin] fut: F, started: Option<Instant> },
         Backoff { sleep: Pin<Box<Sleep>> },
         Ready,
     }
@@ -52,22 +52,16 @@ pin_project! {
 impl<S: Service<Req>, Req, C> ResponseFuture<S, Req, C> {
     pub(super) fn new(
         fut: S::Future,
-        template: Arc<Mutex<S>>,
+        instance: Arc<Instance<S, C>>,
         req: Req,
-        shared: Arc<Shared<C>>,
         ctx: Option<Context>,
-        started: Instant,
+        started: Option<Instant>,
     ) -> Self {
         ResponseFuture {
-            state: State::Calling {
-                fut,
-                started,
-                timed: fastrand::u8(..) < 32,
-            },
+            state: State::Calling { fut, started },
             svc: None,
-            template,
+            instance,
             req,
-            shared,
             ctx,
             attempt: 1,
             last: None,
@@ -88,22 +82,18 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Calling {
-                    fut,
-                    started,
-                    timed,
-                } => {
+                StateProj::Calling { fut, started } => {
                     let result = ready!(fut.poll(cx)).map_err(GuardError::from_inner);
-                    if result.is_ok() && *timed {
-                        this.shared.observe(started.elapsed());
-                    }
-                    match this
-                        .shared
-                        .next_retry(*this.attempt, &result, this.ctx.as_ref())
+                    let shared = &this.instance.shared;
+                    if result.is_ok()
+                        && let Some(started) = started
                     {
+                        shared.observe(started.elapsed());
+                    }
+                    match shared.next_retry(*this.attempt, &result, this.ctx.as_ref()) {
                         None => return Poll::Ready(result),
                         Some(delay) => {
-                            *this.last = Some(result);
+                            *this.last = Some(Box::new(result));
                             *this.attempt += 1;
                             if delay.is_zero() {
                                 this.state.set(State::Ready);
@@ -120,10 +110,13 @@ where
                 }
                 StateProj::Ready => {
                     let svc = this.svc.get_or_insert_with(|| {
-                        this.template
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .clone()
+                        Box::new(
+                            this.instance
+                                .template
+                                .lock()
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .clone(),
+                        )
                     });
                     if let Err(e) = ready!(svc.poll_ready(cx)) {
                         return Poll::Ready(Err(GuardError::from_inner(e)));
@@ -132,14 +125,13 @@ where
                     // the context may have been cancelled since.
                     if this.ctx.as_ref().is_some_and(Context::is_done) {
                         let last = this.last.take().expect("a retry follows an attempt");
-                        return Poll::Ready(last);
+                        return Poll::Ready(*last);
                     }
                     this.last.take();
                     let fut = svc.call(this.req.clone());
                     this.state.set(State::Calling {
                         fut,
-                        started: Instant::now(),
-                        timed: true,
+                        started: Some(Instant::now()),
                     });
                 }
             }

@@ -103,9 +103,11 @@ impl<S: Clone, C> Layer<S> for RetryLayer<C> {
 
     fn layer(&self, inner: S) -> Self::Service {
         Retry {
-            template: Arc::new(std::sync::Mutex::new(inner.clone())),
+            instance: Arc::new(super::Instance {
+                shared: Arc::clone(&self.shared),
+                template: std::sync::Mutex::new(inner.clone()),
+            }),
             inner,
-            shared: Arc::clone(&self.shared),
         }
     }
 }

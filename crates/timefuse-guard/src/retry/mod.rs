@@ -137,7 +137,7 @@ impl<C> Shared<C> {
     }
 
     /// Records a successful attempt's latency (EWMA, weight 0.2; races lose a sample). First
-    /// attempts are sampled one in eight (a clock read saved on the others); retries always.
+    /// attempts are timed one in eight (a clock read saved on the others), retries always.
     fn observe(&self, took: Duration) {
         let sample = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
         let old = self.expected_nanos.load(Ordering::Relaxed);
@@ -207,8 +207,14 @@ impl<C> Shared<C> {
 #[derive(Debug)]
 pub struct Retry<S, C = OnErrors> {
     inner: S,
+    instance: Arc<Instance<S, C>>,
+}
+
+/// What a service's response futures share: the layer's state and the template for retries.
+#[derive(Debug)]
+pub(crate) struct Instance<S, C> {
     shared: Arc<Shared<C>>,
-    template: Arc<Mutex<S>>,
+    template: Mutex<S>,
 }
 
 impl<S, C> Retry<S, C> {
@@ -229,7 +235,7 @@ impl<S, C> Retry<S, C> {
 
     /// Counters so far, shared with the layer and its other services.
     pub fn stats(&self) -> RetryStats {
-        self.shared.stats()
+        self.instance.shared.stats()
     }
 }
 
@@ -237,8 +243,7 @@ impl<S: Clone, C> Clone for Retry<S, C> {
     fn clone(&self) -> Self {
         Retry {
             inner: self.inner.clone(),
-            shared: Arc::clone(&self.shared),
-            template: Arc::clone(&self.template),
+            instance: Arc::clone(&self.instance),
         }
     }
 }
@@ -259,17 +264,20 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        let start = Instant::now();
-        self.shared.budget.deposit_at(start);
+        let shared = &self.instance.shared;
+        // One call in eight (and every call until the first sample) is timed for the latency
+        // estimate; its clock read also keeps the budget's current slot fresh for the others.
+        let started = if shared.expected_nanos.load(Ordering::Relaxed) == 0 || fastrand::u8(..) < 32
+        {
+            let now = Instant::now();
+            shared.budget.deposit_at(now);
+            Some(now)
+        } else {
+            shared.budget.deposit_recent();
+            None
+        };
         let ctx = Context::try_current();
         let fut = self.inner.call(req.clone());
-        ResponseFuture::new(
-            fut,
-            Arc::clone(&self.template),
-            req,
-            Arc::clone(&self.shared),
-            ctx,
-            start,
-        )
+        ResponseFuture::new(fut, Arc::clone(&self.instance), req, ctx, started)
     }
 }

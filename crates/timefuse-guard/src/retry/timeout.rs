@@ -234,52 +234,62 @@ pin_project! {
     #[must_use = "futures do nothing unless polled"]
     pub struct PerTryFuture<F> {
         #[pin]
-        call: Option<TaskLocalFuture<Context, F>>,
+        state: State<F>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        // The common case, kept small: the nested futures of a stack are moved at each level.
+        Timed {
+            #[pin]
+            fut: F,
+            timer: Option<Timer>,
+            sleep: Option<Pin<Box<Sleep>>>,
+        },
+        // A child context (the cap binds): boxed, it is already the costlier path.
+        Scoped { scoped: Pin<Box<Scoped<F>>> },
+        Failed { error: Option<GuardError> },
+    }
+}
+
+pin_project! {
+    struct Scoped<F> {
         #[pin]
-        plain: Option<F>,
+        call: TaskLocalFuture<Context, F>,
         #[pin]
-        done: Option<Done>,
+        done: Done,
         guard: Option<CancelGuard>,
-        timer: Option<Timer>,
-        sleep: Option<Pin<Box<Sleep>>>,
-        error: Option<GuardError>,
     }
 }
 
 impl<F: Future> PerTryFuture<F> {
     fn timed(fut: F, timer: Option<Timer>) -> Self {
         PerTryFuture {
-            call: None,
-            plain: Some(fut),
-            done: None,
-            guard: None,
-            timer,
-            sleep: None,
-            error: None,
+            state: State::Timed {
+                fut,
+                timer,
+                sleep: None,
+            },
         }
     }
 
     fn scoped(fut: F, child: Context, guard: CancelGuard) -> Self {
         PerTryFuture {
-            done: Some(child.done()),
-            call: Some(child.scope(fut)),
-            plain: None,
-            guard: Some(guard),
-            timer: None,
-            sleep: None,
-            error: None,
+            state: State::Scoped {
+                scoped: Box::pin(Scoped {
+                    done: child.done(),
+                    call: child.scope(fut),
+                    guard: Some(guard),
+                }),
+            },
         }
     }
 
     fn failed(error: GuardError) -> Self {
         PerTryFuture {
-            call: None,
-            plain: None,
-            done: None,
-            guard: None,
-            timer: None,
-            sleep: None,
-            error: Some(error),
+            state: State::Failed { error: Some(error) },
         }
     }
 }
@@ -292,51 +302,50 @@ where
     type Output = Result<T, GuardError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        if let Some(e) = this.error.take() {
-            return Poll::Ready(Err(e));
-        }
-        if let Some(plain) = this.plain.as_pin_mut() {
-            if let Poll::Ready(result) = plain.poll(cx) {
-                return Poll::Ready(result.map_err(GuardError::from_inner));
+        match self.project().state.project() {
+            StateProj::Failed { error } => {
+                Poll::Ready(Err(error.take().expect("polled after completion")))
             }
-            let Some(timer) = *this.timer else {
-                return Poll::Pending;
-            };
-            let sleep = this.sleep.get_or_insert_with(|| {
-                Box::pin(match timer {
-                    Timer::At(deadline) => tokio::time::sleep_until(deadline),
-                    Timer::After(budget) => tokio::time::sleep(budget),
-                })
-            });
-            std::task::ready!(sleep.as_mut().poll(cx));
-            return Poll::Ready(Err(GuardError::ended(Cause::DeadlineExceeded)));
+            StateProj::Timed { fut, timer, sleep } => {
+                if let Poll::Ready(result) = fut.poll(cx) {
+                    return Poll::Ready(result.map_err(GuardError::from_inner));
+                }
+                let Some(timer) = *timer else {
+                    return Poll::Pending;
+                };
+                let sleep = sleep.get_or_insert_with(|| {
+                    Box::pin(match timer {
+                        Timer::At(deadline) => tokio::time::sleep_until(deadline),
+                        Timer::After(budget) => tokio::time::sleep(budget),
+                    })
+                });
+                std::task::ready!(sleep.as_mut().poll(cx));
+                Poll::Ready(Err(GuardError::ended(Cause::DeadlineExceeded)))
+            }
+            StateProj::Scoped { scoped } => {
+                let s = scoped.as_mut().project();
+                if let Poll::Ready(result) = s.call.poll(cx) {
+                    s.guard.take();
+                    return Poll::Ready(result.map_err(GuardError::from_inner));
+                }
+                let cause = std::task::ready!(s.done.poll(cx));
+                // The attempt's time is up: cancel its context; the call is dropped with us.
+                s.guard.take();
+                Poll::Ready(Err(GuardError::ended(cause)))
+            }
         }
-        let call = this
-            .call
-            .as_mut()
-            .as_pin_mut()
-            .expect("polled after completion");
-        if let Poll::Ready(result) = call.poll(cx) {
-            this.call.set(None);
-            this.guard.take();
-            return Poll::Ready(result.map_err(GuardError::from_inner));
-        }
-        if let Some(done) = this.done.as_pin_mut() {
-            let cause = std::task::ready!(done.poll(cx));
-            this.call.set(None); // the attempt's time is up: drop the call
-            this.guard.take();
-            return Poll::Ready(Err(GuardError::ended(cause)));
-        }
-        Poll::Pending
     }
 }
 
 impl<F> fmt::Debug for PerTryFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match &self.state {
+            State::Timed { .. } => "timed",
+            State::Scoped { .. } => "child context",
+            State::Failed { .. } => "refused",
+        };
         f.debug_struct("PerTryFuture")
-            .field("child", &self.done.is_some())
-            .field("timer", &self.timer)
-            .finish_non_exhaustive()
+            .field("bound", &kind)
+            .finish()
     }
 }

@@ -32,16 +32,16 @@ impl Pool {
         }
     }
 
-    /// Waits for a connection, for no longer than `ctx` lives; the connection is tracked
-    /// under `ctx` (its request id and trace).
-    pub async fn acquire(&self, ctx: &Context) -> Result<Tracked<Conn>, Cause> {
-        let permit = ctx
+    /// Waits for a connection for no longer than `wait` lives; the connection is tracked
+    /// under `owner` (its request id and trace).
+    pub async fn acquire(&self, wait: &Context, owner: &Context) -> Result<Tracked<Conn>, Cause> {
+        let permit = wait
             .run(Arc::clone(&self.sem).acquire_owned())
             .await?
             .map_err(|_| Cause::Canceled)?;
         Ok(self
             .scope
-            .track_in(ctx, self.kind, Conn { _permit: permit }))
+            .track_in(owner, self.kind, Conn { _permit: permit }))
     }
 
     /// Connections in use now.

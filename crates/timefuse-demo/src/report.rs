@@ -469,10 +469,7 @@ pub fn markdown(
             w.join(", ")
         );
     }
-    if let Some((strategy, id)) = results
-        .iter()
-        .find_map(|r| r.waterfall.as_ref().map(|(id, _)| (r.strategy, id.clone())))
-    {
+    if let Some((strategy, id)) = waterfall_choice(results) {
         let _ = writeln!(
             md,
             "- `waterfall.svg`: the budget waterfall of order `{id}` ({strategy}): for each stage and call of the order's ledger, the budget granted (light) and the time used (dark), from the order's arrival."
@@ -487,4 +484,15 @@ pub fn markdown(
         }
     }
     md
+}
+
+/// The order whose waterfall is drawn: from `nested` if it completed one, else the first
+/// strategy that did. `(strategy, order id)`.
+pub fn waterfall_choice(results: &[StrategySummary]) -> Option<(Strategy, String)> {
+    let pick = |r: &StrategySummary| r.waterfall.as_ref().map(|(id, _)| (r.strategy, id.clone()));
+    results
+        .iter()
+        .filter(|r| r.strategy == Strategy::Nested)
+        .find_map(pick)
+        .or_else(|| results.iter().find_map(pick))
 }

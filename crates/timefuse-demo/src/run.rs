@@ -210,11 +210,12 @@ pub fn write_report(
         plots::goodput(&dir.join("goodput.svg"), results, &windows),
         "goodput.svg",
     );
-    let waterfall = results
-        .iter()
-        .find(|r| r.strategy == Strategy::Nested)
-        .and_then(|r| r.waterfall.clone())
-        .or_else(|| results.iter().find_map(|r| r.waterfall.clone()));
+    let waterfall = report::waterfall_choice(results).and_then(|(strategy, _)| {
+        results
+            .iter()
+            .find(|r| r.strategy == strategy)
+            .and_then(|r| r.waterfall.clone())
+    });
     if let Some((id, lines)) = waterfall {
         plot(
             plots::waterfall(&dir.join("waterfall.svg"), &id, &lines),

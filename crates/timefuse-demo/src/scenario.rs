@@ -71,7 +71,7 @@ impl Dur {
 impl fmt::Display for Dur {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let us = self.0.as_micros();
-        if us % 1000 == 0 {
+        if us.is_multiple_of(1000) {
             write!(f, "{}ms", us / 1000)
         } else {
             write!(f, "{us}us")
@@ -494,11 +494,11 @@ impl Scenario {
             if let Some(rest) = message.strip_prefix("unknown field `")
                 && let Some(field) = rest.split('`').next()
             {
-                key = if key == "." {
-                    field.to_owned()
-                } else {
-                    format!("{key}.{field}")
-                };
+                if key == "." {
+                    key = field.to_owned();
+                } else if !key.ends_with(&format!(".{field}")) && key != field {
+                    key = format!("{key}.{field}");
+                }
             }
             ScenarioError {
                 key: (key != ".").then_some(key),

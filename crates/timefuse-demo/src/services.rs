@@ -145,6 +145,16 @@ impl Role {
         }
     }
 
+    fn pool(self) -> &'static str {
+        match self {
+            Role::Order => "order-pool",
+            Role::Risk => "risk-pool",
+            Role::Deduct => "deduct-pool",
+            Role::Ledger => "ledger-pool",
+            Role::Notify => "notify-pool",
+        }
+    }
+
     fn work_name(self) -> &'static str {
         match self {
             Role::Order => "order.work",
@@ -377,35 +387,56 @@ impl Node {
     }
 
     /// The database work of a hop: a pooled connection, the scenario's latency (or a hang, or
-    /// an error), then `effect` — all under the downstream budget `name`. Returns `None` when
-    /// the budget was refused or ran out (nothing was done).
+    /// an error), then `effect` with the connection still held. Returns `None` when a budget
+    /// was refused or ran out (nothing was done).
+    ///
+    /// Under `nested` the wait for a connection and the query share one downstream budget,
+    /// `<service>-db` (`remaining − 150 ms`). Under `fixed` and `none` each operation has its
+    /// own timeout, as a pool's connection timeout and a driver's query timeout do: the wait
+    /// is `<service>-pool` (800 ms under fixed), the query `<service>-db` (800 ms).
     async fn db_work<T>(
         &self,
         ctx: &Context,
         effect: impl FnOnce() -> Result<T, Status>,
     ) -> Result<Option<T>, Status> {
         let draw = self.chaos.draw();
-        let Ok(scope) = ctx.downstream(self.role.db()) else {
-            return Ok(None);
+        let (conn, query) = if self.strategy.propagates() {
+            let Ok(query) = ctx.downstream(self.role.db()) else {
+                return Ok(None);
+            };
+            let Ok(conn) = self.pool.acquire(&query, ctx).await else {
+                return Ok(None);
+            };
+            (conn, query)
+        } else {
+            let Ok(wait) = ctx.downstream(self.role.pool()) else {
+                return Ok(None);
+            };
+            let Ok(conn) = self.pool.acquire(&wait, ctx).await else {
+                return Ok(None);
+            };
+            drop(wait);
+            let Ok(query) = ctx.downstream(self.role.db()) else {
+                return Ok(None);
+            };
+            (conn, query)
         };
         let work = async {
-            let conn = self.pool.acquire(&scope).await?;
             if draw.hang {
                 self.chaos.hang().await;
             }
             tokio::time::sleep(draw.latency).await;
-            drop(conn);
-            Ok::<_, Cause>(())
         };
-        match scope.run(work).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) | Err(_) => return Ok(None),
+        if query.run(work).await.is_err() {
+            return Ok(None);
         }
-        drop(scope);
+        drop(query);
         if draw.error {
             return Err(Status::unavailable(format!("{} failed", self.role.db())));
         }
-        effect().map(Some)
+        let out = effect().map(Some);
+        drop(conn);
+        out
     }
 
     async fn handle(self: Arc<Self>, ctx: Context, req: HopRequest) -> Result<HopReply, Status> {

@@ -243,7 +243,7 @@ pub fn cents(c: i64) -> String {
     let units = (c / 100).to_string();
     let mut grouped = String::new();
     for (i, ch) in units.chars().enumerate() {
-        if i > 0 && (units.len() - i) % 3 == 0 {
+        if i > 0 && (units.len() - i).is_multiple_of(3) {
             grouped.push(' ');
         }
         grouped.push(ch);
@@ -659,7 +659,7 @@ mod tests {
         assert!(s.resolve_charge("k-0", "o-0").unwrap());
         let audit = s.audit().unwrap();
         assert!(
-            audit.conserved() == false,
+            !audit.conserved(),
             "ledger entry missing: ledger total differs"
         );
         assert_eq!(audit.charges_without_entry, vec!["o-0".to_string()]);
@@ -676,6 +676,6 @@ mod tests {
         let audit = s.audit().unwrap();
         assert!(audit.ok(), "{audit:?}");
         assert_eq!(audit.voided, 1);
-        assert_eq!(cents(123_456_78), "123 456.78");
+        assert_eq!(cents(12_345_678), "123 456.78");
     }
 }

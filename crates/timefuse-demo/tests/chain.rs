@@ -1,0 +1,147 @@
+//! The payment chain end to end, in this process, on short runs: the money invariants under
+//! every shipped scenario and strategy, the ledger disappearing mid-order, and the floor.
+//!
+//! Every test runs under `#[timefuse_leak::test]`: once a run has stopped its services, no task
+//! bound to an order and no tracked connection or lock may be left.
+
+use std::time::Duration;
+
+use timefuse_demo::report::StrategySummary;
+use timefuse_demo::run::{DemoOptions, run_strategy};
+use timefuse_demo::scenario::{Dur, Partition, SHIPPED, Scenario};
+use timefuse_demo::strategy::Strategy;
+
+/// Short runs: 1.5 s of load at no more than 60 orders/s, 1 s of drain.
+fn options(scenario: Scenario, dir: &std::path::Path) -> DemoOptions {
+    let rate = scenario.load.rate.min(60.0);
+    DemoOptions {
+        scenario: scenario.with_duration(Duration::from_millis(1500)),
+        strategies: Strategy::ALL.to_vec(),
+        rate: Some(rate),
+        closed_loop: None,
+        drain: Duration::from_secs(1),
+        processes: None,
+        workdir: dir.to_path_buf(),
+        progress: false,
+        verbose: false,
+    }
+}
+
+fn assert_money(s: &StrategySummary, scenario: &str) {
+    let lines: Vec<String> = s
+        .audit
+        .lines()
+        .into_iter()
+        .map(|(l, ok)| format!("[{}] {l}", if ok { "x" } else { " " }))
+        .collect();
+    assert!(
+        s.money_ok(),
+        "{scenario}/{}: money invariants violated:\n{}\nclient-degraded charged: {:?}",
+        s.strategy,
+        lines.join("\n"),
+        s.client_degraded_charged
+    );
+    assert!(s.sent > 0, "{scenario}/{}: nothing sent", s.strategy);
+    // Every order the store knows is settled, and the client saw an end for every order sent.
+    assert!(s.audit.orders_by_status.values().sum::<u64>() <= s.sent);
+}
+
+async fn invariants_under(name: &str) {
+    let text = SHIPPED.iter().find(|(n, _)| *n == name).unwrap().1;
+    let scenario = Scenario::from_toml_str(text).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(scenario, dir.path());
+    for strategy in Strategy::ALL {
+        let summary = run_strategy(&opts, strategy).await.unwrap();
+        assert_money(&summary, name);
+    }
+}
+
+#[timefuse_leak::test(flavor = "multi_thread", worker_threads = 2)]
+async fn money_invariants_steady() {
+    invariants_under("steady").await;
+}
+
+#[timefuse_leak::test(flavor = "multi_thread", worker_threads = 2)]
+async fn money_invariants_slow_risk() {
+    invariants_under("slow-risk").await;
+}
+
+#[timefuse_leak::test(flavor = "multi_thread", worker_threads = 2)]
+async fn money_invariants_ledger_partition() {
+    invariants_under("ledger-partition").await;
+}
+
+#[timefuse_leak::test(flavor = "multi_thread", worker_threads = 2)]
+async fn money_invariants_storm() {
+    invariants_under("storm").await;
+}
+
+/// The ledger is black-holed for the whole run: every order is charged by deduct, then its
+/// ledger call gets no answer until the order's budget ends. No order may complete, and
+/// reconciliation must find each charge and write its ledger entry: consistent, never guessed.
+#[timefuse_leak::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ledger_disappears_mid_order() {
+    let mut scenario = Scenario::load("steady").unwrap();
+    scenario.name = "ledger-gone".into();
+    scenario.load.rate = 20.0;
+    scenario.load.duration = Dur(Duration::from_secs(1));
+    scenario.services.ledger.partitions = vec![Partition {
+        start: Dur(Duration::ZERO),
+        duration: Dur(Duration::from_secs(600)),
+    }];
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(scenario, dir.path());
+    opts.scenario = opts.scenario.with_duration(Duration::from_secs(1));
+    for strategy in [Strategy::Nested, Strategy::Fixed] {
+        let s = run_strategy(&opts, strategy).await.unwrap();
+        assert_money(&s, "ledger-gone");
+        assert_eq!(
+            s.ok, 0,
+            "{strategy}: no order completes without its ledger entry"
+        );
+        assert!(s.audit.charges > 0, "{strategy}: deduct charged");
+        assert!(
+            s.reconciled.entries_written > 0,
+            "{strategy}: {:?}",
+            s.reconciled
+        );
+        if strategy == Strategy::Nested {
+            // Every order's budget ended with its ledger call: all settled by reconciliation.
+            assert_eq!(
+                s.reconciled.entries_written, s.audit.charges,
+                "{strategy}: every entry was written by reconciliation"
+            );
+            assert_eq!(s.reconciled.committed, s.audit.charges);
+        }
+        // Under fixed, a ledger call still open when the faults heal (its caller's 800 ms runs
+        // on after the client's) may write the entry itself: the key makes it count once.
+        // What the client saw: a failure (charge in doubt or timeout), never a voucher for a
+        // charged order.
+        assert!(s.failed + s.unfinished > 0);
+        assert!(s.client_degraded_charged.is_empty());
+    }
+}
+
+/// Under `nested`, no downstream call or query is started with less than the 50 ms floor,
+/// read from every hop's budget ledger.
+#[timefuse_leak::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_never_starts_a_hop_under_the_floor() {
+    // Storm: heavy tails everywhere, so budgets run low and calls get refused.
+    let scenario = Scenario::load("storm").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(scenario, dir.path());
+    let s = run_strategy(&opts, Strategy::Nested).await.unwrap();
+    assert_money(&s, "storm");
+    let mut started = 0;
+    for (name, c) in &s.stages {
+        assert_eq!(c.under_floor, 0, "{name}: started under the floor: {c:?}");
+        if let Some(min) = c.min_granted_us {
+            assert!(min >= 50_000, "{name}: granted {min} µs");
+            started += c.started;
+        }
+    }
+    assert!(started > 0, "the ledgers recorded calls: {:?}", s.stages);
+    // Vouchers are answered at once, not at the deadline.
+    assert!(s.client_degraded_charged.is_empty());
+}

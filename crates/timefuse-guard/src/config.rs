@@ -270,6 +270,13 @@ pub struct GuardConfig {
 }
 
 /// The sections of one route (or of `[defaults]`): every one optional.
+///
+/// ```
+/// use timefuse_guard::config::{GuardConfig, RouteConfig};
+/// let config = GuardConfig::from_toml_str("[routes.pay.bulkhead]\nmax_concurrent = 4")?;
+/// assert_eq!(config.routes["pay"].bulkhead.as_ref().unwrap().max_concurrent, Some(4));
+/// # Ok::<(), timefuse_guard::config::ConfigError>(())
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RouteConfig {
@@ -297,6 +304,13 @@ pub struct RouteConfig {
 }
 
 /// `[…admission]`.
+///
+/// ```
+/// use timefuse_guard::config::{GuardConfig, RouteConfig};
+/// let config = GuardConfig::from_toml_str("[defaults.admission]\nenabled = false")?;
+/// assert!(!config.route("x")?.admission);
+/// # Ok::<(), timefuse_guard::config::ConfigError>(())
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdmissionConfig {
@@ -306,6 +320,14 @@ pub struct AdmissionConfig {
 }
 
 /// Which limit a request counts against.
+///
+/// ```
+/// use timefuse_guard::config::{GuardConfig, RouteConfig};
+/// use timefuse_guard::config::RateKey;
+/// let config = GuardConfig::from_toml_str("[defaults.rate]\nkey = \"tenant\"")?;
+/// assert_eq!(config.route("x")?.rate.unwrap().key, RateKey::Tenant);
+/// # Ok::<(), timefuse_guard::config::ConfigError>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RateKey {
@@ -319,6 +341,14 @@ pub enum RateKey {
 }
 
 /// What a distributed limiter does while Redis is unreachable.
+///
+/// ```
+/// use timefuse_guard::config::{GuardConfig, RouteConfig};
+/// use timefuse_guard::config::OnOutage;
+/// let config = GuardConfig::from_toml_str("[defaults.rate.distributed]\non_outage = \"closed\"")?;
+/// assert_eq!(config.route("x")?.rate.unwrap().distributed.unwrap().on_outage, OnOutage::Closed);
+/// # Ok::<(), timefuse_guard::config::ConfigError>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OnOutage {
@@ -330,6 +360,12 @@ pub enum OnOutage {
 }
 
 /// `[…rate]`.
+///
+/// ```
+/// use timefuse_guard::config::{RateConfig, RateKey};
+/// let rate = RateConfig::per_second(100).burst(10).key(RateKey::Peer);
+/// assert_eq!((rate.limit, rate.burst), (Some(100), Some(10)));
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateConfig {
@@ -357,6 +393,13 @@ pub struct RateConfig {
 }
 
 /// `[…rate.distributed]`.
+///
+/// ```
+/// use timefuse_guard::config::{GuardConfig, RouteConfig};
+/// let config = GuardConfig::from_toml_str("[defaults.rate.distributed]\nurl = \"redis://10.0.0.5:6379\"")?;
+/// assert_eq!(config.route("x")?.rate.unwrap().distributed.unwrap().url, "redis://10.0.0.5:6379");
+/// # Ok::<(), timefuse_guard::config::ConfigError>(())
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DistributedConfig {
@@ -378,6 +421,13 @@ pub struct DistributedConfig {
 }
 
 /// `[…breaker]`.
+///
+/// ```
+/// use std::time::Duration;
+/// use timefuse_guard::config::BreakerSection;
+/// let breaker = BreakerSection::time_based(Duration::from_secs(60)).failure_rate(50.0);
+/// assert_eq!(breaker.failure_rate, Some(50.0));
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BreakerSection {
@@ -414,6 +464,11 @@ pub struct BreakerSection {
 }
 
 /// `[…bulkhead]`.
+///
+/// ```
+/// let bulkhead = timefuse_guard::config::BulkheadConfig::max_concurrent(25);
+/// assert_eq!(bulkhead.max_concurrent, Some(25));
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BulkheadConfig {
@@ -429,6 +484,11 @@ pub struct BulkheadConfig {
 }
 
 /// `[…retry]`.
+///
+/// ```
+/// let retry = timefuse_guard::config::RetryConfig::attempts(2);
+/// assert_eq!(retry.max_attempts, Some(2));
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryConfig {
@@ -462,6 +522,14 @@ pub struct RetryConfig {
 }
 
 /// Which fallback a route uses (the hook itself is code, given to the stack builder).
+///
+/// ```
+/// use timefuse_guard::config::{FallbackKind, GuardConfig};
+/// let config = GuardConfig::from_toml_str("[defaults.fallback]\nkind = \"stale_cache\"\nmax_age = \"1m\"")?;
+/// let fallback = config.route("x")?.fallback;
+/// assert_eq!((fallback.kind, fallback.max_age), (FallbackKind::StaleCache, std::time::Duration::from_secs(60)));
+/// # Ok::<(), timefuse_guard::config::ConfigError>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FallbackKind {
@@ -475,6 +543,12 @@ pub enum FallbackKind {
 }
 
 /// `[…fallback]`.
+///
+/// ```
+/// use timefuse_guard::config::{FallbackConfig, FallbackKind};
+/// let fallback = FallbackConfig::kind(FallbackKind::DefaultResponse);
+/// assert_eq!(fallback.kind, Some(FallbackKind::DefaultResponse));
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FallbackConfig {
@@ -497,6 +571,14 @@ pub struct FallbackConfig {
 
 impl GuardConfig {
     /// Sets `[defaults]`.
+    ///
+    /// ```
+    /// use timefuse_guard::config::{GuardConfig, RouteConfig};
+    /// use timefuse_guard::config::RateConfig;
+    /// let config = GuardConfig::default().with_defaults(RouteConfig::default().with_rate(RateConfig::per_second(5)));
+    /// assert_eq!(config.route("any")?.rate.unwrap().limit, 5);
+    /// # Ok::<(), timefuse_guard::config::ConfigError>(())
+    /// ```
     #[must_use]
     pub fn with_defaults(mut self, defaults: RouteConfig) -> Self {
         self.defaults = defaults;
@@ -504,6 +586,14 @@ impl GuardConfig {
     }
 
     /// Sets `[routes.name]`.
+    ///
+    /// ```
+    /// use timefuse_guard::config::{GuardConfig, RouteConfig};
+    /// let config = GuardConfig::default().with_route("pay", RouteConfig::default().with_admission());
+    /// assert!(config.route("pay")?.admission);
+    /// assert!(!config.route("search")?.admission);
+    /// # Ok::<(), timefuse_guard::config::ConfigError>(())
+    /// ```
     #[must_use]
     pub fn with_route(mut self, name: impl Into<String>, route: RouteConfig) -> Self {
         self.routes.insert(name.into(), route);
@@ -517,6 +607,14 @@ impl RouteConfig {
     }
 
     /// Sets the timeout policy.
+    ///
+    /// ```
+    /// use timefuse_guard::config::{GuardConfig, RouteConfig};
+    /// use timefuse::budget::TimeoutPolicy;
+    /// let config = GuardConfig::default().with_defaults(RouteConfig::default().with_timeout(TimeoutPolicy::http_edge()));
+    /// assert_eq!(config.route("x")?.timeout, TimeoutPolicy::http_edge());
+    /// # Ok::<(), timefuse_guard::config::ConfigError>(())
+    /// ```
     #[must_use]
     pub fn with_timeout(mut self, policy: TimeoutPolicy) -> Self {
         self.timeout = Some(policy);
@@ -524,6 +622,11 @@ impl RouteConfig {
     }
 
     /// Turns deadline admission on.
+    ///
+    /// ```
+    /// let route = timefuse_guard::config::RouteConfig::default().with_admission();
+    /// assert!(route.admission.is_some());
+    /// ```
     #[must_use]
     pub fn with_admission(mut self) -> Self {
         self.admission = Some(AdmissionConfig::default());
@@ -531,6 +634,12 @@ impl RouteConfig {
     }
 
     /// Sets the rate section.
+    ///
+    /// ```
+    /// use timefuse_guard::config::{RateConfig, RouteConfig};
+    /// let route = RouteConfig::default().with_rate(RateConfig::per_second(10));
+    /// assert!(route.rate.is_some());
+    /// ```
     #[must_use]
     pub fn with_rate(mut self, rate: RateConfig) -> Self {
         self.rate = Some(rate);
@@ -538,6 +647,12 @@ impl RouteConfig {
     }
 
     /// Sets the breaker section.
+    ///
+    /// ```
+    /// use timefuse_guard::config::{BreakerSection, RouteConfig};
+    /// let route = RouteConfig::default().with_breaker(BreakerSection::count_based(20));
+    /// assert_eq!(route.breaker.unwrap().calls, Some(20));
+    /// ```
     #[must_use]
     pub fn with_breaker(mut self, breaker: BreakerSection) -> Self {
         self.breaker = Some(breaker);
@@ -545,6 +660,12 @@ impl RouteConfig {
     }
 
     /// Sets the bulkhead section.
+    ///
+    /// ```
+    /// use timefuse_guard::config::{BulkheadConfig, RouteConfig};
+    /// let route = RouteConfig::default().with_bulkhead(BulkheadConfig::max_concurrent(4));
+    /// assert!(route.bulkhead.is_some());
+    /// ```
     #[must_use]
     pub fn with_bulkhead(mut self, bulkhead: BulkheadConfig) -> Self {
         self.bulkhead = Some(bulkhead);
@@ -552,6 +673,12 @@ impl RouteConfig {
     }
 
     /// Sets the retry section.
+    ///
+    /// ```
+    /// use timefuse_guard::config::{RetryConfig, RouteConfig};
+    /// let route = RouteConfig::default().with_retry(RetryConfig::attempts(3));
+    /// assert!(route.retry.is_some());
+    /// ```
     #[must_use]
     pub fn with_retry(mut self, retry: RetryConfig) -> Self {
         self.retry = Some(retry);
@@ -559,6 +686,12 @@ impl RouteConfig {
     }
 
     /// Sets the fallback section.
+    ///
+    /// ```
+    /// use timefuse_guard::config::{FallbackConfig, FallbackKind, RouteConfig};
+    /// let route = RouteConfig::default().with_fallback(FallbackConfig::kind(FallbackKind::StaleCache));
+    /// assert!(route.fallback.is_some());
+    /// ```
     #[must_use]
     pub fn with_fallback(mut self, fallback: FallbackConfig) -> Self {
         self.fallback = Some(fallback);
@@ -568,6 +701,10 @@ impl RouteConfig {
 
 impl RateConfig {
     /// `limit` calls per second.
+    ///
+    /// ```
+    /// assert_eq!(timefuse_guard::config::RateConfig::per_second(7).limit, Some(7));
+    /// ```
     pub fn per_second(limit: u32) -> Self {
         RateConfig {
             limit: Some(limit),
@@ -576,6 +713,10 @@ impl RateConfig {
     }
 
     /// Sets the burst.
+    ///
+    /// ```
+    /// assert_eq!(timefuse_guard::config::RateConfig::per_second(7).burst(2).burst, Some(2));
+    /// ```
     #[must_use]
     pub fn burst(mut self, burst: u32) -> Self {
         self.burst = Some(burst);
@@ -583,6 +724,12 @@ impl RateConfig {
     }
 
     /// Sets the longest wait for a permit.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let rate = timefuse_guard::config::RateConfig::per_second(7).max_wait(Duration::ZERO);
+    /// assert_eq!(rate.max_wait.unwrap().0, Duration::ZERO);
+    /// ```
     #[must_use]
     pub fn max_wait(mut self, max_wait: Duration) -> Self {
         self.max_wait = Some(max_wait.into());
@@ -590,6 +737,11 @@ impl RateConfig {
     }
 
     /// Sets the key.
+    ///
+    /// ```
+    /// use timefuse_guard::config::{RateConfig, RateKey};
+    /// assert_eq!(RateConfig::per_second(7).key(RateKey::Tenant).key, Some(RateKey::Tenant));
+    /// ```
     #[must_use]
     pub fn key(mut self, key: RateKey) -> Self {
         self.key = Some(key);
@@ -599,6 +751,12 @@ impl RateConfig {
 
 impl BreakerSection {
     /// A time-based window of `span`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let b = timefuse_guard::config::BreakerSection::time_based(Duration::from_secs(10));
+    /// assert_eq!(b.window.unwrap().0, Duration::from_secs(10));
+    /// ```
     pub fn time_based(span: Duration) -> Self {
         BreakerSection {
             window: Some(span.into()),
@@ -607,6 +765,10 @@ impl BreakerSection {
     }
 
     /// A count-based window of `calls`.
+    ///
+    /// ```
+    /// assert_eq!(timefuse_guard::config::BreakerSection::count_based(50).calls, Some(50));
+    /// ```
     pub fn count_based(calls: u32) -> Self {
         BreakerSection {
             calls: Some(calls),
@@ -615,6 +777,10 @@ impl BreakerSection {
     }
 
     /// Sets the failure-rate threshold, in percent.
+    ///
+    /// ```
+    /// assert_eq!(timefuse_guard::config::BreakerSection::count_based(50).failure_rate(25.0).failure_rate, Some(25.0));
+    /// ```
     #[must_use]
     pub fn failure_rate(mut self, percent: f64) -> Self {
         self.failure_rate = Some(percent);
@@ -622,6 +788,10 @@ impl BreakerSection {
     }
 
     /// Sets the minimum number of calls.
+    ///
+    /// ```
+    /// assert_eq!(timefuse_guard::config::BreakerSection::count_based(50).minimum_calls(10).minimum_calls, Some(10));
+    /// ```
     #[must_use]
     pub fn minimum_calls(mut self, calls: u32) -> Self {
         self.minimum_calls = Some(calls);
@@ -629,6 +799,12 @@ impl BreakerSection {
     }
 
     /// Sets how long the circuit stays open.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let b = timefuse_guard::config::BreakerSection::count_based(50).wait_in_open(Duration::from_secs(5));
+    /// assert_eq!(b.wait_in_open.unwrap().0, Duration::from_secs(5));
+    /// ```
     #[must_use]
     pub fn wait_in_open(mut self, wait: Duration) -> Self {
         self.wait_in_open = Some(wait.into());
@@ -636,6 +812,10 @@ impl BreakerSection {
     }
 
     /// Sets the number of half-open probes.
+    ///
+    /// ```
+    /// assert_eq!(timefuse_guard::config::BreakerSection::count_based(50).half_open_calls(2).half_open_calls, Some(2));
+    /// ```
     #[must_use]
     pub fn half_open_calls(mut self, calls: u32) -> Self {
         self.half_open_calls = Some(calls);
@@ -645,6 +825,10 @@ impl BreakerSection {
 
 impl BulkheadConfig {
     /// At most `max_concurrent` calls in flight.
+    ///
+    /// ```
+    /// assert_eq!(timefuse_guard::config::BulkheadConfig::max_concurrent(3).max_concurrent, Some(3));
+    /// ```
     pub fn max_concurrent(max_concurrent: u32) -> Self {
         BulkheadConfig {
             max_concurrent: Some(max_concurrent),
@@ -655,6 +839,10 @@ impl BulkheadConfig {
 
 impl RetryConfig {
     /// At most `attempts` attempts in all.
+    ///
+    /// ```
+    /// assert_eq!(timefuse_guard::config::RetryConfig::attempts(3).max_attempts, Some(3));
+    /// ```
     pub fn attempts(attempts: u32) -> Self {
         RetryConfig {
             max_attempts: Some(attempts),
@@ -665,6 +853,11 @@ impl RetryConfig {
 
 impl FallbackConfig {
     /// A fallback of `kind`.
+    ///
+    /// ```
+    /// use timefuse_guard::config::{FallbackConfig, FallbackKind};
+    /// assert_eq!(FallbackConfig::kind(FallbackKind::None).kind, Some(FallbackKind::None));
+    /// ```
     pub fn kind(kind: FallbackKind) -> Self {
         FallbackConfig {
             kind: Some(kind),
@@ -677,6 +870,11 @@ impl FallbackConfig {
 // Errors
 
 /// What kind of problem a [`ConfigError`] reports.
+///
+/// ```
+/// use timefuse_guard::config::{ConfigErrorKind, GuardConfig};
+/// assert_eq!(GuardConfig::from_toml_str("x = ").unwrap_err().kind(), ConfigErrorKind::Syntax);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ConfigErrorKind {
@@ -722,16 +920,34 @@ impl ConfigError {
     }
 
     /// The kind of problem.
+    ///
+    /// ```
+    /// use timefuse_guard::config::{ConfigErrorKind, GuardConfig};
+    /// let err = GuardConfig::from_toml_str("[defaults.bulkhead]\nmax_concurrent = 0").unwrap_err();
+    /// assert_eq!(err.kind(), ConfigErrorKind::Invalid);
+    /// ```
     pub fn kind(&self) -> ConfigErrorKind {
         self.kind
     }
 
     /// The offending key, dotted as in TOML, if the problem is about one key.
+    ///
+    /// ```
+    /// use timefuse_guard::config::GuardConfig;
+    /// let err = GuardConfig::from_toml_str("[defaults.bulkhead]\nmax_concurrent = 0").unwrap_err();
+    /// assert_eq!(err.key(), Some("defaults.bulkhead.max_concurrent"));
+    /// ```
     pub fn key(&self) -> Option<&str> {
         self.key.as_deref()
     }
 
     /// What is wrong.
+    ///
+    /// ```
+    /// use timefuse_guard::config::GuardConfig;
+    /// let err = GuardConfig::from_toml_str("[defaults.bulkhead]\nmax_concurrent = 0").unwrap_err();
+    /// assert_eq!(err.message(), "must be in 1..=1048576");
+    /// ```
     pub fn message(&self) -> &str {
         &self.message
     }
@@ -1297,6 +1513,14 @@ impl RouteConfig {
 
 /// One route's settings, resolved from the matrix by [`GuardConfig::route`]: what the stack
 /// builder turns into layers. A guard that is off is `None`.
+///
+/// ```
+/// use timefuse_guard::config::GuardConfig;
+/// let pay = GuardConfig::document_preset().route("pay")?;
+/// assert_eq!(pay.name, "pay");
+/// assert!(pay.admission && pay.rate.is_some() && pay.breaker.is_some());
+/// # Ok::<(), timefuse_guard::config::ConfigError>(())
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct RouteSettings {
@@ -1319,6 +1543,14 @@ pub struct RouteSettings {
 }
 
 /// A route's rate limit.
+///
+/// ```
+/// use timefuse_guard::config::GuardConfig;
+/// let pay = GuardConfig::document_preset().route("pay")?;
+/// let rate = pay.rate.unwrap();
+/// assert_eq!((rate.limit, rate.burst), (100, 100));
+/// # Ok::<(), timefuse_guard::config::ConfigError>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RateSettings {
@@ -1337,6 +1569,14 @@ pub struct RateSettings {
 }
 
 /// A distributed limit's Redis settings.
+///
+/// ```
+/// use timefuse_guard::config::GuardConfig;
+/// let config = GuardConfig::from_toml_str("[defaults.rate.distributed]")?;
+/// let d = config.route("x")?.rate.unwrap().distributed.unwrap();
+/// assert_eq!((d.url.as_str(), d.prefix.as_str()), ("redis://127.0.0.1:6379", "timefuse:rl"));
+/// # Ok::<(), timefuse_guard::config::ConfigError>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DistributedSettings {
@@ -1351,6 +1591,14 @@ pub struct DistributedSettings {
 }
 
 /// A route's circuit breaker.
+///
+/// ```
+/// use timefuse_guard::config::GuardConfig;
+/// let pay = GuardConfig::document_preset().route("pay")?;
+/// let breaker = pay.breaker.unwrap();
+/// assert_eq!((breaker.failure_rate, breaker.half_open_calls), (50.0, 10));
+/// # Ok::<(), timefuse_guard::config::ConfigError>(())
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct BreakerSettings {
@@ -1377,6 +1625,13 @@ pub struct BreakerSettings {
 }
 
 /// A route's bulkhead.
+///
+/// ```
+/// use timefuse_guard::config::GuardConfig;
+/// let pay = GuardConfig::document_preset().route("pay")?;
+/// assert_eq!(pay.bulkhead.unwrap().max_concurrent, 25);
+/// # Ok::<(), timefuse_guard::config::ConfigError>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct BulkheadSettings {
@@ -1387,6 +1642,13 @@ pub struct BulkheadSettings {
 }
 
 /// A route's retries.
+///
+/// ```
+/// use timefuse_guard::config::GuardConfig;
+/// let pay = GuardConfig::document_preset().route("pay")?;
+/// assert_eq!(pay.retry.unwrap().budget_ratio, 0.2);
+/// # Ok::<(), timefuse_guard::config::ConfigError>(())
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct RetrySettings {
@@ -1409,6 +1671,13 @@ pub struct RetrySettings {
 }
 
 /// A route's fallback choice.
+///
+/// ```
+/// use timefuse_guard::config::{FallbackKind, GuardConfig};
+/// let pay = GuardConfig::document_preset().route("pay")?;
+/// assert_eq!(pay.fallback.kind, FallbackKind::DefaultResponse);
+/// # Ok::<(), timefuse_guard::config::ConfigError>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct FallbackSettings {
@@ -1437,6 +1706,14 @@ impl RateSettings {
     }
 
     /// The [`WaitMode`](crate::rate_limit::WaitMode): `NoWait` for a zero `max_wait`.
+    ///
+    /// ```
+    /// use timefuse_guard::config::GuardConfig;
+    /// use timefuse_guard::rate_limit::WaitMode;
+    /// let config = GuardConfig::from_toml_str("[defaults.rate]\nmax_wait = 0")?;
+    /// assert_eq!(config.route("x")?.rate.unwrap().wait_mode(), WaitMode::NoWait);
+    /// # Ok::<(), timefuse_guard::config::ConfigError>(())
+    /// ```
     pub fn wait_mode(&self) -> crate::rate_limit::WaitMode {
         if self.max_wait.is_zero() {
             crate::rate_limit::WaitMode::NoWait
@@ -1479,6 +1756,13 @@ impl BreakerSettings {
 #[cfg(feature = "retry")]
 impl RetrySettings {
     /// The [`RetryPolicy`](crate::retry::RetryPolicy).
+    ///
+    /// ```
+    /// use timefuse_guard::config::GuardConfig;
+    /// let pay = GuardConfig::document_preset().route("pay")?;
+    /// assert_eq!(pay.retry.unwrap().policy().attempts(), 3);
+    /// # Ok::<(), timefuse_guard::config::ConfigError>(())
+    /// ```
     pub fn policy(&self) -> crate::retry::RetryPolicy {
         crate::retry::RetryPolicy::default()
             .max_attempts(self.max_attempts.max(1))
@@ -1495,6 +1779,13 @@ impl RetrySettings {
     ///
     /// If the settings were not validated (a ttl outside `[1 s, 60 s]`, a ratio outside
     /// `[0, 10]`); [`GuardConfig::route`] only returns validated settings.
+    ///
+    /// ```
+    /// use timefuse_guard::config::GuardConfig;
+    /// let pay = GuardConfig::document_preset().route("pay")?;
+    /// assert_eq!(pay.retry.unwrap().budget().min_per_sec(), 10);
+    /// # Ok::<(), timefuse_guard::config::ConfigError>(())
+    /// ```
     pub fn budget(&self) -> crate::retry::RetryBudget {
         crate::retry::RetryBudget::new(self.budget_ttl, self.budget_min_per_sec, self.budget_ratio)
     }
@@ -1503,6 +1794,13 @@ impl RetrySettings {
 #[cfg(feature = "fallback")]
 impl FallbackSettings {
     /// The [`Triggers`](crate::fallback::Triggers).
+    ///
+    /// ```
+    /// use timefuse_guard::config::GuardConfig;
+    /// let pay = GuardConfig::document_preset().route("pay")?;
+    /// assert!(pay.fallback.triggers().should_degrade);
+    /// # Ok::<(), timefuse_guard::config::ConfigError>(())
+    /// ```
     pub fn triggers(&self) -> crate::fallback::Triggers {
         crate::fallback::Triggers {
             failures: self.on_failure,

@@ -140,6 +140,22 @@ where
 
 pin_project! {
     /// Response future of [`Toggle`].
+    ///
+    /// ```
+    /// use timefuse_guard::retry::PerTryTimeout;
+    /// use timefuse_guard::stack::Toggle;
+    /// use tower::{Service, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// fn on<S>(inner: S) -> Toggle<PerTryTimeout<S>, S> {
+    ///     Toggle::On(PerTryTimeout::new(inner, None))
+    /// }
+    /// let mut on = on(tower::service_fn(|x: u8| async move { Ok::<_, std::io::Error>(x) }));
+    /// let future = on.ready().await.unwrap().call(3); // this type
+    /// assert_eq!(future.await.unwrap(), 3);
+    /// # }
+    /// ```
     #[must_use = "futures do nothing unless polled"]
     pub struct ToggleFuture<A, B> {
         #[pin]
@@ -218,12 +234,31 @@ type L7<S> = Toggle<Retry<L6<S>>, L6<S>>;
 
 /// The service [`GuardLayer`] makes: fallback → retry → admission → rate limiter (local or
 /// Redis) → breaker → bulkhead → per-try timeout → `S`.
+///
+/// ```
+/// use timefuse_guard::stack::GuardLayer;
+/// use timefuse_guard::stack::{GuardStack, NoFallback};
+/// use tower::Layer;
+/// let svc: GuardStack<_, NoFallback> = GuardLayer::new("ledger").layer(tower::service_fn(|x: u8| async move {
+///     Ok::<_, std::io::Error>(http::Response::new(x))
+/// }));
+/// # let _ = svc;
+/// ```
 pub type GuardStack<S, H = NoFallback> = Fallback<L7<S>, H>;
 
 /// The whole defense for one route, in the documented order (see the [module docs](self)).
 ///
 /// Every service it makes (and every clone) shares the route's limiter, breaker, bulkhead,
 /// retry budget, latency estimate and fallback counters.
+///
+/// ```
+/// use timefuse_guard::stack::GuardLayer;
+/// use timefuse_guard::config::GuardConfig;
+/// let layer = GuardLayer::from_config(&GuardConfig::document_preset(), "pay")?;
+/// assert_eq!(layer.route(), "pay");
+/// assert!(layer.admission().is_some() && layer.compartment().is_some());
+/// # Ok::<(), timefuse_guard::config::ConfigError>(())
+/// ```
 #[derive(Debug)]
 pub struct GuardLayer<H = NoFallback> {
     route: Arc<str>,
@@ -305,12 +340,22 @@ impl GuardLayer<NoFallback> {
 
 impl<H> GuardLayer<H> {
     /// The route's name.
+    ///
+    /// ```
+    /// use timefuse_guard::stack::GuardLayer;
+    /// assert_eq!(GuardLayer::new("ledger").route(), "ledger");
+    /// ```
     pub fn route(&self) -> &str {
         &self.route
     }
 
     /// Turns deadline admission on (its expected latency per route named after the route's
     /// downstream cap).
+    ///
+    /// ```
+    /// use timefuse_guard::stack::GuardLayer;
+    /// assert!(GuardLayer::new("ledger").with_admission().admission().is_some());
+    /// ```
     #[must_use]
     pub fn with_admission(mut self) -> Self {
         self.admission = Some(AdmissionLayer::new().downstream(Arc::clone(&self.route)));
@@ -319,6 +364,13 @@ impl<H> GuardLayer<H> {
 
     /// Turns a local rate limit on: `rate`, waiting per `wait` (within the budget), keyed per
     /// `key`.
+    ///
+    /// ```
+    /// use timefuse_guard::stack::GuardLayer;
+    /// use timefuse_guard::rate_limit::{ByContext, Rate, WaitMode};
+    /// let layer = GuardLayer::new("ledger").with_rate_limit(Rate::per_second(50), WaitMode::NoWait, ByContext::Tenant);
+    /// assert!(layer.rate_limiter().unwrap().is_keyed());
+    /// ```
     #[must_use]
     pub fn with_rate_limit(self, rate: Rate, wait: WaitMode, key: ByContext) -> Self {
         self.with_rate_limit_clock(rate, wait, key, LimiterClock::default())
@@ -326,6 +378,14 @@ impl<H> GuardLayer<H> {
 
     /// As [`with_rate_limit`](GuardLayer::with_rate_limit), the limiter reading `clock`
     /// ([`LimiterClock::tokio`] for tests on tokio's paused clock).
+    ///
+    /// ```
+    /// use timefuse_guard::stack::GuardLayer;
+    /// use timefuse_guard::rate_limit::{ByContext, LimiterClock, Rate, WaitMode};
+    /// let layer = GuardLayer::new("ledger")
+    ///     .with_rate_limit_clock(Rate::per_second(50), WaitMode::NoWait, ByContext::Global, LimiterClock::tokio());
+    /// assert!(layer.rate_limiter().unwrap().clock_is_tokio());
+    /// ```
     #[must_use]
     pub fn with_rate_limit_clock(
         mut self,
@@ -344,6 +404,16 @@ impl<H> GuardLayer<H> {
     }
 
     /// Turns a distributed rate limit on, replacing any local one.
+    ///
+    /// ```
+    /// use timefuse_guard::stack::GuardLayer;
+    /// use timefuse_guard::rate_limit::{ByContext, Rate, WaitMode};
+    /// use timefuse_guard::redis_limit::RedisRateLimiter;
+    /// let limiter = RedisRateLimiter::new("redis://127.0.0.1:6379", Rate::per_second(50))?;
+    /// let layer = GuardLayer::new("ledger").with_redis_rate_limit(limiter, WaitMode::NoWait, ByContext::Global);
+    /// assert!(layer.redis_rate_limiter().is_some() && layer.rate_limiter().is_none());
+    /// # Ok::<(), redis::RedisError>(())
+    /// ```
     #[cfg(feature = "redis")]
     #[must_use]
     pub fn with_redis_rate_limit(
@@ -366,6 +436,13 @@ impl<H> GuardLayer<H> {
     /// # Panics
     ///
     /// If `config` is invalid (see [`BreakerConfig::validate`]).
+    ///
+    /// ```
+    /// use timefuse_guard::stack::GuardLayer;
+    /// use timefuse_guard::breaker::BreakerConfig;
+    /// let layer = GuardLayer::new("ledger").with_breaker(BreakerConfig::new("ledger"));
+    /// assert_eq!(layer.breaker().unwrap().name(), "ledger");
+    /// ```
     #[must_use]
     pub fn with_breaker(mut self, config: BreakerConfig) -> Self {
         self.breaker = Some(CircuitBreakerLayer::new(config));
@@ -374,6 +451,12 @@ impl<H> GuardLayer<H> {
 
     /// Turns the bulkhead on: `max_concurrent` calls, waiting up to `max_wait` (within the
     /// budget) for a permit.
+    ///
+    /// ```
+    /// use timefuse_guard::stack::GuardLayer;
+    /// let layer = GuardLayer::new("ledger").with_bulkhead(8, std::time::Duration::from_millis(20));
+    /// assert_eq!(layer.compartment().unwrap().max_concurrent(), 8);
+    /// ```
     #[must_use]
     pub fn with_bulkhead(mut self, max_concurrent: usize, max_wait: Duration) -> Self {
         self.bulkhead = Some(BulkheadLayer::with_max_wait(max_concurrent, max_wait));
@@ -381,6 +464,13 @@ impl<H> GuardLayer<H> {
     }
 
     /// Turns retries on.
+    ///
+    /// ```
+    /// use timefuse_guard::stack::GuardLayer;
+    /// use timefuse_guard::retry::{RetryLayer, RetryPolicy};
+    /// let layer = GuardLayer::new("ledger").with_retry(RetryLayer::new(RetryPolicy::default()));
+    /// assert_eq!(layer.retry_stats().unwrap().retries, 0);
+    /// ```
     #[must_use]
     pub fn with_retry(mut self, retry: RetryLayer) -> Self {
         self.retry = Some(retry);
@@ -388,6 +478,12 @@ impl<H> GuardLayer<H> {
     }
 
     /// Sets the per-try cap (`None`: each attempt gets `remaining − reserve`).
+    ///
+    /// ```
+    /// use timefuse_guard::stack::GuardLayer;
+    /// let layer = GuardLayer::new("ledger").with_per_try(Some(std::time::Duration::from_millis(300)));
+    /// # let _ = layer;
+    /// ```
     #[must_use]
     pub fn with_per_try(mut self, cap: Option<Duration>) -> Self {
         self.per_try = PerTryTimeoutLayer::new(cap);
@@ -397,6 +493,14 @@ impl<H> GuardLayer<H> {
     /// Sets the fallback hook, keeping the triggers (from the configuration, or the default
     /// [`Triggers`] if none were set). On a route whose configuration says `kind = "none"` the
     /// hook is never asked.
+    ///
+    /// ```
+    /// use timefuse_guard::stack::GuardLayer;
+    /// use timefuse_guard::fallback::{self, Why};
+    /// let layer = GuardLayer::new("ledger")
+    ///     .with_fallback(fallback::default_response(|_: &Why<'_>| Some(http::Response::new("later"))));
+    /// assert_eq!(layer.fallback_stats().served, 0);
+    /// ```
     #[must_use]
     pub fn with_fallback<H2>(self, hook: H2) -> GuardLayer<H2> {
         let triggers = self.configured_triggers.unwrap_or_default();
@@ -404,6 +508,16 @@ impl<H> GuardLayer<H> {
     }
 
     /// Sets the fallback hook and its triggers.
+    ///
+    /// ```
+    /// use timefuse_guard::stack::GuardLayer;
+    /// use timefuse_guard::fallback::{self, Triggers, Why};
+    /// let mut triggers = Triggers::default();
+    /// triggers.failures = true;
+    /// let layer = GuardLayer::new("ledger")
+    ///     .with_fallback_triggers(fallback::default_response(|_: &Why<'_>| Some(http::Response::new(()))), triggers);
+    /// # let _ = layer;
+    /// ```
     #[must_use]
     pub fn with_fallback_triggers<H2>(self, hook: H2, triggers: Triggers) -> GuardLayer<H2> {
         GuardLayer {
@@ -422,37 +536,72 @@ impl<H> GuardLayer<H> {
     }
 
     /// The circuit breaker, if on.
+    ///
+    /// ```
+    /// use timefuse_guard::stack::GuardLayer;
+    /// assert!(GuardLayer::new("ledger").breaker().is_none(), "off until with_breaker");
+    /// ```
     pub fn breaker(&self) -> Option<&Arc<Breaker>> {
         self.breaker.as_ref().map(CircuitBreakerLayer::breaker)
     }
 
     /// The local rate limiter, if on.
+    ///
+    /// ```
+    /// use timefuse_guard::stack::GuardLayer;
+    /// assert!(GuardLayer::new("ledger").rate_limiter().is_none());
+    /// ```
     pub fn rate_limiter(&self) -> Option<&RateLimiter<ContextKey>> {
         self.rate.as_ref().map(RateLimitLayer::limiter)
     }
 
     /// The distributed rate limiter, if on.
+    ///
+    /// ```
+    /// use timefuse_guard::stack::GuardLayer;
+    /// assert!(GuardLayer::new("ledger").redis_rate_limiter().is_none());
+    /// ```
     #[cfg(feature = "redis")]
     pub fn redis_rate_limiter(&self) -> Option<&RedisRateLimiter> {
         self.redis.as_ref().map(RedisRateLimitLayer::limiter)
     }
 
     /// The bulkhead's compartment, if on.
+    ///
+    /// ```
+    /// use timefuse_guard::stack::GuardLayer;
+    /// assert!(GuardLayer::new("ledger").compartment().is_none());
+    /// ```
     pub fn compartment(&self) -> Option<&Arc<Compartment>> {
         self.bulkhead.as_ref().map(BulkheadLayer::compartment)
     }
 
     /// The admission layer, if on (its estimator holds the expected latency).
+    ///
+    /// ```
+    /// use timefuse_guard::stack::GuardLayer;
+    /// assert!(GuardLayer::new("ledger").admission().is_none());
+    /// ```
     pub fn admission(&self) -> Option<&AdmissionLayer> {
         self.admission.as_ref()
     }
 
     /// The retry counters, if retries are on.
+    ///
+    /// ```
+    /// use timefuse_guard::stack::GuardLayer;
+    /// assert!(GuardLayer::new("ledger").retry_stats().is_none());
+    /// ```
     pub fn retry_stats(&self) -> Option<RetryStats> {
         self.retry.as_ref().map(RetryLayer::stats)
     }
 
     /// The fallback counters.
+    ///
+    /// ```
+    /// use timefuse_guard::stack::GuardLayer;
+    /// assert_eq!(GuardLayer::new("ledger").fallback_stats().served, 0);
+    /// ```
     pub fn fallback_stats(&self) -> FallbackStats {
         self.fallback.stats()
     }
@@ -490,6 +639,15 @@ impl GuardLayer<NoFallback> {
     /// # Errors
     ///
     /// As [`from_config`](GuardLayer::from_config).
+    ///
+    /// ```
+    /// use timefuse_guard::stack::GuardLayer;
+    /// use timefuse_guard::config::GuardConfig;
+    /// let settings = GuardConfig::document_preset().route("pay")?;
+    /// let layer = GuardLayer::from_settings(&settings)?;
+    /// assert_eq!(layer.rate_limiter().unwrap().rate().num(), 100);
+    /// # Ok::<(), timefuse_guard::config::ConfigError>(())
+    /// ```
     pub fn from_settings(
         settings: &crate::config::RouteSettings,
     ) -> Result<Self, crate::config::ConfigError> {

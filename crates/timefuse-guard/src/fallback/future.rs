@@ -19,6 +19,19 @@ pin_project! {
     /// # Cancel safety
     ///
     /// Dropping it drops the call.
+    ///
+    /// ```
+    /// use timefuse_guard::fallback::{self, FallbackLayer, Marked, Why};
+    /// use tower::{Layer, Service, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let layer = FallbackLayer::new(fallback::default_response(|_: &Why<'_>| Some(Marked::new(0_u8))));
+    /// let mut svc = layer.layer(tower::service_fn(|x: u8| async move { Ok::<_, std::io::Error>(Marked::new(x)) }));
+    /// let future = svc.ready().await.unwrap().call(3); // this type
+    /// assert_eq!(*future.await.unwrap(), 3);
+    /// # }
+    /// ```
     #[must_use = "futures do nothing unless polled"]
     pub struct ResponseFuture<S, H, Req>
     where

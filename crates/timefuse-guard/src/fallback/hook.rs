@@ -83,6 +83,12 @@ pub fn default_response<FF>(fallback: FF) -> DefaultResponse<FF> {
 }
 
 /// The hook made by [`from_fn`].
+///
+/// ```
+/// use timefuse_guard::fallback::{self, FallbackHook, Why};
+/// let hook = fallback::from_fn(|q: &String| q.len(), |n, _: &Why<'_>| Some(n));
+/// assert_eq!(hook.fallback(hook.key(&"abc".to_owned()), &Why::up_front()), Some(3));
+/// ```
 #[derive(Clone, Copy)]
 pub struct FnHook<KF, FF> {
     key: KF,
@@ -112,6 +118,12 @@ where
 }
 
 /// The hook made by [`default_response`].
+///
+/// ```
+/// use timefuse_guard::fallback::{self, FallbackHook, Why};
+/// let hook = fallback::default_response(|_: &Why<'_>| Some("default"));
+/// assert_eq!(FallbackHook::<(), &str>::fallback(&hook, (), &Why::up_front()), Some("default"));
+/// ```
 #[derive(Clone, Copy)]
 pub struct DefaultResponse<FF> {
     fallback: FF,
@@ -167,6 +179,13 @@ pub struct StaleCache<K, Res, KF> {
 
 impl<K, Res, KF> StaleCache<K, Res, KF> {
     /// A cache keyed by `key`, serving responses at most `max_age` old, of up to 10 000 keys.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use timefuse_guard::fallback::StaleCache;
+    /// let cache = StaleCache::<u64, String, _>::new(|user: &u64| *user, Duration::from_secs(30));
+    /// assert!(cache.is_empty());
+    /// ```
     pub fn new(key: KF, max_age: Duration) -> Self {
         StaleCache {
             key,
@@ -207,6 +226,13 @@ impl<K, Res, KF> StaleCache<K, Res, KF> {
     }
 
     /// Keys held.
+    ///
+    /// ```
+    /// use timefuse_guard::fallback::{FallbackHook, StaleCache};
+    /// let cache = StaleCache::new(|k: &u8| *k, std::time::Duration::from_secs(1));
+    /// FallbackHook::<u8, &str>::on_success(&cache, &1, &"one");
+    /// assert_eq!(cache.len(), 1);
+    /// ```
     pub fn len(&self) -> usize {
         self.entries
             .lock()
@@ -215,6 +241,11 @@ impl<K, Res, KF> StaleCache<K, Res, KF> {
     }
 
     /// True if nothing is cached.
+    ///
+    /// ```
+    /// use timefuse_guard::fallback::StaleCache;
+    /// assert!(StaleCache::<u8, u8, _>::new(|k: &u8| *k, std::time::Duration::from_secs(1)).is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -40,6 +40,12 @@ pub struct FallbackLayer<H> {
 
 impl<H> FallbackLayer<H> {
     /// Falls back to `hook` on the default [`Triggers`].
+    ///
+    /// ```
+    /// use timefuse_guard::fallback::{self, FallbackLayer, Triggers, Why};
+    /// let layer = FallbackLayer::new(fallback::default_response(|_: &Why<'_>| Some(http::Response::new("later"))));
+    /// assert_eq!(layer.triggers(), Triggers::default());
+    /// ```
     pub fn new(hook: H) -> Self {
         FallbackLayer::with_triggers(hook, Triggers::default())
     }
@@ -72,6 +78,12 @@ impl<H> FallbackLayer<H> {
     /// # Panics
     ///
     /// If the layer has already been cloned or has made a service (name it first).
+    ///
+    /// ```
+    /// use timefuse_guard::fallback::{self, FallbackLayer, Why};
+    /// let layer = FallbackLayer::new(fallback::default_response(|_: &Why<'_>| Some(http::Response::new(())))).named("search");
+    /// # let _ = layer;
+    /// ```
     #[must_use]
     pub fn named(mut self, route: impl Into<Arc<str>>) -> Self {
         Arc::get_mut(&mut self.shared)
@@ -81,16 +93,34 @@ impl<H> FallbackLayer<H> {
     }
 
     /// The triggers.
+    ///
+    /// ```
+    /// use timefuse_guard::fallback::{self, FallbackLayer, Why};
+    /// let layer = FallbackLayer::new(fallback::default_response(|_: &Why<'_>| Some(http::Response::new(()))));
+    /// assert!(layer.triggers().refusals);
+    /// ```
     pub fn triggers(&self) -> Triggers {
         self.shared.triggers
     }
 
     /// The hook.
+    ///
+    /// ```
+    /// use timefuse_guard::fallback::{FallbackHook, FallbackLayer, StaleCache};
+    /// let layer = FallbackLayer::new(StaleCache::<u64, String, _>::new(|k: &u64| *k, std::time::Duration::from_secs(5)));
+    /// assert!(layer.hook().is_empty());
+    /// ```
     pub fn hook(&self) -> &H {
         &self.shared.hook
     }
 
     /// Counters so far, for every service of this layer.
+    ///
+    /// ```
+    /// use timefuse_guard::fallback::{self, FallbackLayer, Why};
+    /// let layer = FallbackLayer::new(fallback::default_response(|_: &Why<'_>| Some(http::Response::new(()))));
+    /// assert_eq!(layer.stats().served, 0);
+    /// ```
     pub fn stats(&self) -> FallbackStats {
         self.shared.stats()
     }

@@ -111,6 +111,12 @@ pub struct Why<'a> {
 
 impl<'a> Why<'a> {
     /// The request should degrade: no call was made.
+    ///
+    /// ```
+    /// use timefuse_guard::fallback::{DegradeReason, Why};
+    /// assert!(Why::up_front().error().is_none());
+    /// assert_eq!(Why::up_front().reason(), DegradeReason::ShouldDegrade);
+    /// ```
     pub fn up_front() -> Why<'static> {
         Why {
             reason: DegradeReason::ShouldDegrade,
@@ -120,6 +126,15 @@ impl<'a> Why<'a> {
 
     /// The reason for `error`: a refusal, an exhausted budget or a failure. `None` for an
     /// ended context whose cause is not its deadline (the caller went away: nobody to answer).
+    ///
+    /// ```
+    /// use timefuse::Cause;
+    /// use timefuse_guard::GuardError;
+    /// use timefuse_guard::fallback::{DegradeReason, Why};
+    /// let late = GuardError::ended(Cause::DeadlineExceeded);
+    /// assert_eq!(Why::from_error(&late).unwrap().reason(), DegradeReason::BudgetExhausted);
+    /// assert!(Why::from_error(&GuardError::ended(Cause::ClientGone)).is_none());
+    /// ```
     pub fn from_error(error: &'a GuardError) -> Option<Why<'a>> {
         let reason = if error.is_refusal() {
             DegradeReason::Refused(error.outcome())
@@ -137,11 +152,25 @@ impl<'a> Why<'a> {
     }
 
     /// Why.
+    ///
+    /// ```
+    /// use timefuse_guard::GuardError;
+    /// use timefuse_guard::fallback::{DegradeReason, Why};
+    /// let err = GuardError::from_inner("boom");
+    /// assert_eq!(Why::from_error(&err).unwrap().reason(), DegradeReason::Failure);
+    /// ```
     pub fn reason(&self) -> DegradeReason {
         self.reason
     }
 
     /// The error replaced, if a call was refused or failed.
+    ///
+    /// ```
+    /// use timefuse_guard::GuardError;
+    /// use timefuse_guard::fallback::Why;
+    /// let err = GuardError::open_circuit("db", None);
+    /// assert!(Why::from_error(&err).unwrap().error().unwrap().is_refusal());
+    /// ```
     pub fn error(&self) -> Option<&'a GuardError> {
         self.error
     }
@@ -209,16 +238,37 @@ pub struct Degraded {
 
 impl Degraded {
     /// A marker.
+    ///
+    /// ```
+    /// use timefuse_guard::Outcome;
+    /// use timefuse_guard::fallback::{DegradeReason, Degraded};
+    /// let d = Degraded::new(DegradeReason::Refused(Outcome::RateLimited), Some("api".into()));
+    /// assert_eq!(d.route(), Some("api"));
+    /// ```
     pub fn new(reason: DegradeReason, route: Option<Arc<str>>) -> Self {
         Degraded { reason, route }
     }
 
     /// Why the response was degraded.
+    ///
+    /// ```
+    /// use timefuse_guard::Outcome;
+    /// use timefuse_guard::fallback::{DegradeReason, Degraded};
+    /// let d = Degraded::new(DegradeReason::Refused(Outcome::RateLimited), Some("api".into()));
+    /// assert_eq!(d.reason(), DegradeReason::Refused(Outcome::RateLimited));
+    /// ```
     pub fn reason(&self) -> DegradeReason {
         self.reason
     }
 
     /// The refusal that was replaced, if it was one.
+    ///
+    /// ```
+    /// use timefuse_guard::Outcome;
+    /// use timefuse_guard::fallback::{DegradeReason, Degraded};
+    /// let d = Degraded::new(DegradeReason::Refused(Outcome::RateLimited), Some("api".into()));
+    /// assert_eq!(d.outcome(), Some(Outcome::RateLimited));
+    /// ```
     pub fn outcome(&self) -> Option<Outcome> {
         match self.reason {
             DegradeReason::Refused(o) => Some(o),
@@ -227,6 +277,13 @@ impl Degraded {
     }
 
     /// The route, if the layer is named.
+    ///
+    /// ```
+    /// use timefuse_guard::Outcome;
+    /// use timefuse_guard::fallback::{DegradeReason, Degraded};
+    /// let d = Degraded::new(DegradeReason::Refused(Outcome::RateLimited), Some("api".into()));
+    /// assert_eq!(d.route(), Some("api"));
+    /// ```
     pub fn route(&self) -> Option<&str> {
         self.route.as_deref()
     }
@@ -275,6 +332,12 @@ pub struct Marked<T> {
 
 impl<T> Marked<T> {
     /// An unmarked response.
+    ///
+    /// ```
+    /// let m = timefuse_guard::fallback::Marked::new("fresh");
+    /// assert_eq!(m.value, "fresh");
+    /// assert!(m.degraded.is_none());
+    /// ```
     pub fn new(value: T) -> Self {
         Marked {
             value,
@@ -283,6 +346,10 @@ impl<T> Marked<T> {
     }
 
     /// True on a fallback response.
+    ///
+    /// ```
+    /// assert!(!timefuse_guard::fallback::Marked::new(1).is_degraded());
+    /// ```
     pub fn is_degraded(&self) -> bool {
         self.degraded.is_some()
     }
@@ -371,6 +438,14 @@ impl<H> Shared<H> {
 }
 
 /// The service made by [`FallbackLayer`]: see the [module docs](self).
+///
+/// ```
+/// use timefuse_guard::fallback::{self, FallbackLayer, Why};
+/// use tower::Layer;
+/// let layer = FallbackLayer::new(fallback::default_response(|_: &Why<'_>| Some(http::Response::new(()))));
+/// let svc = layer.layer(tower::service_fn(|_: ()| async { Ok::<_, std::io::Error>(http::Response::new(())) }));
+/// assert_eq!(svc.stats().served, 0);
+/// ```
 #[derive(Debug)]
 pub struct Fallback<S, H> {
     inner: S,
@@ -388,21 +463,51 @@ impl<S: Clone, H> Clone for Fallback<S, H> {
 
 impl<S, H> Fallback<S, H> {
     /// The wrapped service.
+    ///
+    /// ```
+    /// use timefuse_guard::fallback::{self, FallbackLayer, Why};
+    /// use tower::Layer;
+    /// let layer = FallbackLayer::new(fallback::default_response(|_: &Why<'_>| Some(http::Response::new(()))));
+    /// assert_eq!(*layer.layer(7_u8).get_ref(), 7);
+    /// ```
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
 
     /// The wrapped service, mutably.
+    ///
+    /// ```
+    /// use timefuse_guard::fallback::{self, FallbackLayer, Why};
+    /// use tower::Layer;
+    /// let layer = FallbackLayer::new(fallback::default_response(|_: &Why<'_>| Some(http::Response::new(()))));
+    /// let mut svc = layer.layer(7_u8);
+    /// *svc.get_mut() = 8;
+    /// assert_eq!(*svc.get_ref(), 8);
+    /// ```
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.inner
     }
 
     /// Unwraps the inner service.
+    ///
+    /// ```
+    /// use timefuse_guard::fallback::{self, FallbackLayer, Why};
+    /// use tower::Layer;
+    /// let layer = FallbackLayer::new(fallback::default_response(|_: &Why<'_>| Some(http::Response::new(()))));
+    /// assert_eq!(layer.layer(7_u8).into_inner(), 7);
+    /// ```
     pub fn into_inner(self) -> S {
         self.inner
     }
 
     /// Counters so far, shared with the layer.
+    ///
+    /// ```
+    /// use timefuse_guard::fallback::{self, FallbackLayer, Why};
+    /// use tower::Layer;
+    /// let layer = FallbackLayer::new(fallback::default_response(|_: &Why<'_>| Some(http::Response::new(()))));
+    /// assert_eq!(layer.layer(7_u8).stats().declined, 0);
+    /// ```
     pub fn stats(&self) -> FallbackStats {
         self.shared.stats()
     }

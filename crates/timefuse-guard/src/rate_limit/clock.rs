@@ -113,6 +113,10 @@ pub enum LimiterClock {
 
 impl LimiterClock {
     /// governor's `quanta` clock (the default).
+    ///
+    /// ```
+    /// assert!(!timefuse_guard::rate_limit::LimiterClock::monotonic().is_tokio());
+    /// ```
     pub fn monotonic() -> LimiterClock {
         let clock = governor::clock::QuantaClock::default();
         let start = clock.now();
@@ -120,11 +124,20 @@ impl LimiterClock {
     }
 
     /// tokio's clock ([`TokioClock`]), which follows tokio's paused test clock.
+    ///
+    /// ```
+    /// assert!(timefuse_guard::rate_limit::LimiterClock::tokio().is_tokio());
+    /// ```
     pub fn tokio() -> LimiterClock {
         LimiterClock::Tokio(TokioClock::new())
     }
 
     /// True for the tokio clock.
+    ///
+    /// ```
+    /// use timefuse_guard::rate_limit::LimiterClock;
+    /// assert!(!LimiterClock::default().is_tokio());
+    /// ```
     pub fn is_tokio(&self) -> bool {
         matches!(self, LimiterClock::Tokio(_))
     }

@@ -21,6 +21,18 @@ pin_project! {
     ///
     /// Dropping it while it waits for a permit gives nothing back: it has taken no permit yet.
     /// Once the call has started, dropping it drops the inner future.
+    ///
+    /// ```
+    /// use timefuse_guard::rate_limit::{Rate, RateLimitLayer};
+    /// use tower::{Layer, Service, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let mut svc = RateLimitLayer::new(Rate::per_second(5)).layer(tower::service_fn(|x: u8| async move { Ok::<_, std::io::Error>(x) }));
+    /// let future = svc.ready().await.unwrap().call(3); // this type
+    /// assert_eq!(future.await.unwrap(), 3);
+    /// # }
+    /// ```
     #[must_use = "futures do nothing unless polled"]
     pub struct ResponseFuture<S, Req, K>
     where

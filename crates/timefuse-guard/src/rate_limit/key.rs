@@ -68,6 +68,11 @@ pub struct Tenant(pub std::sync::Arc<str>);
 
 impl Tenant {
     /// The tenant `name`.
+    ///
+    /// ```
+    /// let tenant = timefuse_guard::rate_limit::Tenant::new("acme");
+    /// assert_eq!(&*tenant.0, "acme");
+    /// ```
     pub fn new(name: impl Into<std::sync::Arc<str>>) -> Self {
         Tenant(name.into())
     }
@@ -138,6 +143,11 @@ pub enum ByContext {
 
 impl ByContext {
     /// The key of the current task's request.
+    ///
+    /// ```
+    /// use timefuse_guard::rate_limit::{ByContext, ContextKey};
+    /// assert_eq!(ByContext::Peer.current_key(), ContextKey::Global, "no context: the one limit");
+    /// ```
     pub fn current_key(self) -> ContextKey {
         let from = |f: fn(&timefuse::Context) -> Option<ContextKey>| {
             timefuse::Context::try_current()

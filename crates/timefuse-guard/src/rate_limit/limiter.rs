@@ -142,6 +142,12 @@ where
     }
 
     /// One limit per key, reading `clock`.
+    ///
+    /// ```
+    /// use timefuse_guard::rate_limit::{LimiterClock, Rate, RateLimiter};
+    /// let limiter = RateLimiter::<u32>::keyed_with_clock(Rate::per_second(5), LimiterClock::tokio());
+    /// assert!(limiter.is_keyed() && limiter.clock_is_tokio());
+    /// ```
     pub fn keyed_with_clock(rate: Rate, clock: LimiterClock) -> RateLimiter<K> {
         let tokio_clock = clock.is_tokio();
         let keyed: Keyed<K> = Keyed::dashmap_with_clock(rate.quota(), clock);
@@ -171,6 +177,11 @@ impl<K> RateLimiter<K> {
     }
 
     /// True if the limiter reads tokio's clock.
+    ///
+    /// ```
+    /// use timefuse_guard::rate_limit::{Rate, RateLimiter};
+    /// assert!(!RateLimiter::direct(Rate::per_second(5)).clock_is_tokio(), "quanta by default");
+    /// ```
     pub fn clock_is_tokio(&self) -> bool {
         self.shared.tokio_clock
     }

@@ -110,6 +110,17 @@ impl Default for WaitMode {
 /// Cloning shares the limiter. Waiting for a permit needs a service to call after the wait,
 /// so the inner service must be `Clone` (as for tower's `Retry`); the clone made for a waiting
 /// call is driven to readiness after the wait.
+///
+/// ```
+/// use tower::{Layer, Service, ServiceExt};
+/// use timefuse_guard::rate_limit::{Rate, RateLimitLayer};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let mut svc = RateLimitLayer::new(Rate::per_second(10)).layer(tower::service_fn(|x: u8| async move { Ok::<_, std::io::Error>(x) }));
+/// assert_eq!(svc.ready().await.unwrap().call(1).await.unwrap(), 1);
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct RateLimit<S, K = (), F = Global> {
     inner: S,
@@ -141,21 +152,48 @@ impl<S, K, F> RateLimit<S, K, F> {
     }
 
     /// The shared limiter.
+    ///
+    /// ```
+    /// use timefuse_guard::rate_limit::{Global, Rate, RateLimit, RateLimiter, WaitMode};
+    /// let svc = RateLimit::new(tower::service_fn(|x: u8| async move { Ok::<_, std::io::Error>(x) }), RateLimiter::direct(Rate::per_second(3)), Global, WaitMode::NoWait);
+    /// assert_eq!(svc.limiter().rate(), Rate::per_second(3));
+    /// ```
     pub fn limiter(&self) -> &RateLimiter<K> {
         &self.limiter
     }
 
     /// The wrapped service.
+    ///
+    /// ```
+    /// use tower::Layer;
+    /// use timefuse_guard::rate_limit::{Rate, RateLimitLayer};
+    /// let svc = RateLimitLayer::new(Rate::per_second(3)).layer(7_u8);
+    /// assert_eq!(*svc.get_ref(), 7);
+    /// ```
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
 
     /// The wrapped service, mutably.
+    ///
+    /// ```
+    /// use tower::Layer;
+    /// use timefuse_guard::rate_limit::{Rate, RateLimitLayer};
+    /// let mut svc = RateLimitLayer::new(Rate::per_second(3)).layer(7_u8);
+    /// *svc.get_mut() = 8;
+    /// assert_eq!(svc.into_inner(), 8);
+    /// ```
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.inner
     }
 
     /// Unwraps the inner service.
+    ///
+    /// ```
+    /// use tower::Layer;
+    /// use timefuse_guard::rate_limit::{Rate, RateLimitLayer};
+    /// assert_eq!(RateLimitLayer::new(Rate::per_second(3)).layer(7_u8).into_inner(), 7);
+    /// ```
     pub fn into_inner(self) -> S {
         self.inner
     }

@@ -20,6 +20,22 @@ pin_project! {
     ///
     /// Dropping it before the call starts makes no call (a permit may already be taken in
     /// Redis); after, it drops the call.
+    ///
+    /// ```
+    /// use timefuse_guard::rate_limit::Rate;
+    /// use timefuse_guard::redis_limit::{RedisRateLimitLayer, RedisRateLimiter};
+    /// use tower::{Layer, Service, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), redis::RedisError> {
+    /// let limiter = RedisRateLimiter::new("redis://127.0.0.1:6379", Rate::per_second(1000))?
+    ///     .prefix(format!("doc-future:{}", std::process::id()));
+    /// let mut svc = RedisRateLimitLayer::new(limiter).layer(tower::service_fn(|x: u8| async move { Ok::<_, std::io::Error>(x) }));
+    /// let future = svc.ready().await.unwrap().call(3); // this type
+    /// assert_eq!(future.await.unwrap(), 3); // allowed, or let through if Redis is down
+    /// # Ok(())
+    /// # }
+    /// ```
     #[must_use = "futures do nothing unless polled"]
     pub struct ResponseFuture<S, Req>
     where

@@ -28,6 +28,15 @@ pub struct RedisRateLimitLayer<F = Global> {
 
 impl RedisRateLimitLayer<Global> {
     /// One limit for every call.
+    ///
+    /// ```
+    /// use timefuse_guard::rate_limit::Rate;
+    /// use timefuse_guard::redis_limit::RedisRateLimiter;
+    /// use timefuse_guard::redis_limit::RedisRateLimitLayer;
+    /// let layer = RedisRateLimitLayer::new(RedisRateLimiter::new("redis://127.0.0.1:6379", Rate::per_second(10))?);
+    /// assert_eq!(layer.limiter().rate(), Rate::per_second(10));
+    /// # Ok::<(), redis::RedisError>(())
+    /// ```
     pub fn new(limiter: RedisRateLimiter) -> Self {
         RedisRateLimitLayer {
             limiter,
@@ -39,6 +48,15 @@ impl RedisRateLimitLayer<Global> {
 
 impl<F> RedisRateLimitLayer<F> {
     /// One limit per key, the key of each request given by `key_fn`.
+    ///
+    /// ```
+    /// use timefuse_guard::rate_limit::Rate;
+    /// use timefuse_guard::redis_limit::RedisRateLimiter;
+    /// use timefuse_guard::redis_limit::RedisRateLimitLayer;
+    /// let per_route = RedisRateLimitLayer::keyed(RedisRateLimiter::new("redis://127.0.0.1:6379", Rate::per_second(10))?, |path: &String| path.clone());
+    /// # let _ = per_route;
+    /// # Ok::<(), redis::RedisError>(())
+    /// ```
     pub fn keyed(limiter: RedisRateLimiter, key_fn: F) -> Self {
         RedisRateLimitLayer {
             limiter,
@@ -48,6 +66,15 @@ impl<F> RedisRateLimitLayer<F> {
     }
 
     /// Never wait for a permit.
+    ///
+    /// ```
+    /// use timefuse_guard::rate_limit::Rate;
+    /// use timefuse_guard::redis_limit::RedisRateLimiter;
+    /// use timefuse_guard::redis_limit::RedisRateLimitLayer;
+    /// let layer = RedisRateLimitLayer::new(RedisRateLimiter::new("redis://127.0.0.1:6379", Rate::per_second(10))?).no_wait();
+    /// # let _ = layer;
+    /// # Ok::<(), redis::RedisError>(())
+    /// ```
     #[must_use]
     pub fn no_wait(mut self) -> Self {
         self.wait = WaitMode::NoWait;
@@ -55,6 +82,15 @@ impl<F> RedisRateLimitLayer<F> {
     }
 
     /// Wait up to `max` for a permit (and never past the budget).
+    ///
+    /// ```
+    /// use timefuse_guard::rate_limit::Rate;
+    /// use timefuse_guard::redis_limit::RedisRateLimiter;
+    /// use timefuse_guard::redis_limit::RedisRateLimitLayer;
+    /// let layer = RedisRateLimitLayer::new(RedisRateLimiter::new("redis://127.0.0.1:6379", Rate::per_second(10))?).max_wait(std::time::Duration::from_millis(50));
+    /// # let _ = layer;
+    /// # Ok::<(), redis::RedisError>(())
+    /// ```
     #[must_use]
     pub fn max_wait(mut self, max: Duration) -> Self {
         self.wait = WaitMode::UpTo(max);
@@ -62,6 +98,15 @@ impl<F> RedisRateLimitLayer<F> {
     }
 
     /// The limiter.
+    ///
+    /// ```
+    /// use timefuse_guard::rate_limit::Rate;
+    /// use timefuse_guard::redis_limit::RedisRateLimiter;
+    /// use timefuse_guard::redis_limit::RedisRateLimitLayer;
+    /// let layer = RedisRateLimitLayer::new(RedisRateLimiter::new("redis://127.0.0.1:6379", Rate::per_second(10))?.named("api"));
+    /// assert!(!layer.limiter().is_down());
+    /// # Ok::<(), redis::RedisError>(())
+    /// ```
     pub fn limiter(&self) -> &RedisRateLimiter {
         &self.limiter
     }

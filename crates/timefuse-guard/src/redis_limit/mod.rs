@@ -95,6 +95,11 @@ pub enum Decision {
 
 impl Decision {
     /// True if the call may go ahead.
+    ///
+    /// ```
+    /// use timefuse_guard::redis_limit::Decision;
+    /// assert!(Decision::Allowed.admits() && !Decision::FailedClosed.admits());
+    /// ```
     pub fn admits(self) -> bool {
         matches!(self, Decision::Allowed | Decision::FailedOpen)
     }
@@ -123,6 +128,19 @@ pub struct RedisStats {
 ///
 /// See the [module docs](self). The connection is made on the first check (a
 /// `MultiplexedConnection`, shared by every concurrent check) and remade after an outage.
+///
+/// ```
+/// use timefuse_guard::rate_limit::Rate;
+/// use timefuse_guard::redis_limit::RedisRateLimiter;
+/// use timefuse_guard::redis_limit::FailMode;
+/// let limiter = RedisRateLimiter::new("redis://127.0.0.1:6379", Rate::per_second(100))?
+///     .prefix("checkout")
+///     .fail_mode(FailMode::Closed)
+///     .timeout(std::time::Duration::from_millis(20))
+///     .named("checkout");
+/// assert_eq!(limiter.redis_key("tenant:acme"), "checkout:tenant:acme");
+/// # Ok::<(), redis::RedisError>(())
+/// ```
 pub struct RedisRateLimiter {
     shared: Arc<Shared>,
 }
@@ -213,6 +231,14 @@ impl RedisRateLimiter {
     /// # Panics
     ///
     /// If the limiter has been cloned (configure it first); so do the other setters.
+    ///
+    /// ```
+    /// use timefuse_guard::rate_limit::Rate;
+    /// use timefuse_guard::redis_limit::RedisRateLimiter;
+    /// let limiter = RedisRateLimiter::new("redis://127.0.0.1:6379", Rate::per_second(10))?.prefix("orders");
+    /// assert_eq!(limiter.redis_key("global"), "orders:global");
+    /// # Ok::<(), redis::RedisError>(())
+    /// ```
     #[must_use]
     pub fn prefix(self, prefix: impl Into<String>) -> Self {
         let prefix = prefix.into();
@@ -220,6 +246,15 @@ impl RedisRateLimiter {
     }
 
     /// Sets what happens while Redis is unreachable.
+    ///
+    /// ```
+    /// use timefuse_guard::rate_limit::Rate;
+    /// use timefuse_guard::redis_limit::RedisRateLimiter;
+    /// use timefuse_guard::redis_limit::FailMode;
+    /// let limiter = RedisRateLimiter::new("redis://127.0.0.1:6379", Rate::per_second(10))?.fail_mode(FailMode::Closed);
+    /// assert_eq!(limiter.get_fail_mode(), FailMode::Closed);
+    /// # Ok::<(), redis::RedisError>(())
+    /// ```
     #[must_use]
     pub fn fail_mode(self, mode: FailMode) -> Self {
         self.configure(|s| s.fail_mode = mode)
@@ -227,18 +262,43 @@ impl RedisRateLimiter {
 
     /// Sets the longest wait for a connection or an answer; past it, Redis counts as
     /// unreachable for that check.
+    ///
+    /// ```
+    /// use timefuse_guard::rate_limit::Rate;
+    /// use timefuse_guard::redis_limit::RedisRateLimiter;
+    /// let limiter = RedisRateLimiter::new("redis://127.0.0.1:6379", Rate::per_second(10))?.timeout(std::time::Duration::from_millis(10));
+    /// # let _ = limiter;
+    /// # Ok::<(), redis::RedisError>(())
+    /// ```
     #[must_use]
     pub fn timeout(self, timeout: Duration) -> Self {
         self.configure(|s| s.timeout = timeout)
     }
 
     /// Sets how often a reconnect is tried during an outage.
+    ///
+    /// ```
+    /// use timefuse_guard::rate_limit::Rate;
+    /// use timefuse_guard::redis_limit::RedisRateLimiter;
+    /// use std::time::Duration;
+    /// let limiter = RedisRateLimiter::new("redis://127.0.0.1:6379", Rate::per_second(10))?.reconnect_every(Duration::from_secs(1));
+    /// assert_eq!(limiter.reconnect_interval(), Duration::from_secs(1));
+    /// # Ok::<(), redis::RedisError>(())
+    /// ```
     #[must_use]
     pub fn reconnect_every(self, interval: Duration) -> Self {
         self.configure(|s| s.reconnect_interval = interval)
     }
 
     /// Names the limiter (in refusals and logs).
+    ///
+    /// ```
+    /// use timefuse_guard::rate_limit::Rate;
+    /// use timefuse_guard::redis_limit::RedisRateLimiter;
+    /// let limiter = RedisRateLimiter::new("redis://127.0.0.1:6379", Rate::per_second(10))?.named("search");
+    /// # let _ = limiter;
+    /// # Ok::<(), redis::RedisError>(())
+    /// ```
     #[must_use]
     pub fn named(self, name: impl Into<Arc<str>>) -> Self {
         let name = name.into();
@@ -246,27 +306,63 @@ impl RedisRateLimiter {
     }
 
     /// The rate.
+    ///
+    /// ```
+    /// use timefuse_guard::rate_limit::Rate;
+    /// use timefuse_guard::redis_limit::RedisRateLimiter;
+    /// assert_eq!(RedisRateLimiter::new("redis://127.0.0.1:6379", Rate::per_second(10))?.rate(), Rate::per_second(10));
+    /// # Ok::<(), redis::RedisError>(())
+    /// ```
     pub fn rate(&self) -> Rate {
         self.shared.rate
     }
 
     /// The fail mode.
+    ///
+    /// ```
+    /// use timefuse_guard::rate_limit::Rate;
+    /// use timefuse_guard::redis_limit::RedisRateLimiter;
+    /// use timefuse_guard::redis_limit::FailMode;
+    /// assert_eq!(RedisRateLimiter::new("redis://127.0.0.1:6379", Rate::per_second(10))?.get_fail_mode(), FailMode::Open);
+    /// # Ok::<(), redis::RedisError>(())
+    /// ```
     pub fn get_fail_mode(&self) -> FailMode {
         self.shared.fail_mode
     }
 
     /// How often a reconnect is tried during an outage (and the `retry_after` of a refusal
     /// while failing closed).
+    ///
+    /// ```
+    /// use timefuse_guard::rate_limit::Rate;
+    /// use timefuse_guard::redis_limit::RedisRateLimiter;
+    /// assert_eq!(RedisRateLimiter::new("redis://127.0.0.1:6379", Rate::per_second(10))?.reconnect_interval(), std::time::Duration::from_millis(250));
+    /// # Ok::<(), redis::RedisError>(())
+    /// ```
     pub fn reconnect_interval(&self) -> Duration {
         self.shared.reconnect_interval
     }
 
     /// True while Redis is unreachable.
+    ///
+    /// ```
+    /// use timefuse_guard::rate_limit::Rate;
+    /// use timefuse_guard::redis_limit::RedisRateLimiter;
+    /// assert!(!RedisRateLimiter::new("redis://127.0.0.1:6379", Rate::per_second(10))?.is_down(), "not until a check fails");
+    /// # Ok::<(), redis::RedisError>(())
+    /// ```
     pub fn is_down(&self) -> bool {
         self.shared.down.load(Ordering::Acquire)
     }
 
     /// Counters so far.
+    ///
+    /// ```
+    /// use timefuse_guard::rate_limit::Rate;
+    /// use timefuse_guard::redis_limit::RedisRateLimiter;
+    /// assert_eq!(RedisRateLimiter::new("redis://127.0.0.1:6379", Rate::per_second(10))?.stats().outages, 0);
+    /// # Ok::<(), redis::RedisError>(())
+    /// ```
     pub fn stats(&self) -> RedisStats {
         let s = &self.shared;
         RedisStats {
@@ -278,6 +374,13 @@ impl RedisRateLimiter {
     }
 
     /// The Redis key of `key`.
+    ///
+    /// ```
+    /// use timefuse_guard::rate_limit::Rate;
+    /// use timefuse_guard::redis_limit::RedisRateLimiter;
+    /// assert_eq!(RedisRateLimiter::new("redis://127.0.0.1:6379", Rate::per_second(10))?.redis_key("global"), "timefuse:rl:global");
+    /// # Ok::<(), redis::RedisError>(())
+    /// ```
     pub fn redis_key(&self, key: &str) -> String {
         format!("{}:{key}", self.shared.prefix)
     }
@@ -288,6 +391,20 @@ impl RedisRateLimiter {
     ///
     /// Cancel-safe in that dropping it takes no permit locally; a request already sent may
     /// still take one in Redis.
+    ///
+    /// ```
+    /// use timefuse_guard::rate_limit::Rate;
+    /// use timefuse_guard::redis_limit::RedisRateLimiter;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), redis::RedisError> {
+    /// let prefix = format!("doc:{}", std::process::id());
+    /// let limiter = RedisRateLimiter::new("redis://127.0.0.1:6379", Rate::per_second(10))?.prefix(prefix);
+    /// // Allowed; or, without a Redis to ask, let through (the default fails open).
+    /// assert!(limiter.check("global").await.admits());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn check(&self, key: &str) -> Decision {
         match self.try_check(key).await {
             Ok(decision) => {
@@ -531,6 +648,16 @@ where
 
 /// The service made by [`RedisRateLimitLayer`]. The inner service must be `Clone`: the call is
 /// made from the response future, after Redis answers.
+///
+/// ```
+/// use timefuse_guard::rate_limit::Rate;
+/// use timefuse_guard::redis_limit::RedisRateLimiter;
+/// use timefuse_guard::redis_limit::RedisRateLimitLayer;
+/// use tower::Layer;
+/// let svc = RedisRateLimitLayer::new(RedisRateLimiter::new("redis://127.0.0.1:6379", Rate::per_second(10))?).layer(tower::service_fn(|x: u8| async move { Ok::<_, std::io::Error>(x) }));
+/// assert!(!svc.limiter().is_down());
+/// # Ok::<(), redis::RedisError>(())
+/// ```
 #[derive(Debug)]
 pub struct RedisRateLimit<S, F = Global> {
     inner: S,
@@ -552,16 +679,45 @@ impl<S: Clone, F: Clone> Clone for RedisRateLimit<S, F> {
 
 impl<S, F> RedisRateLimit<S, F> {
     /// The limiter.
+    ///
+    /// ```
+    /// use timefuse_guard::rate_limit::Rate;
+    /// use timefuse_guard::redis_limit::RedisRateLimiter;
+    /// use timefuse_guard::redis_limit::RedisRateLimitLayer;
+    /// use tower::Layer;
+    /// let svc = RedisRateLimitLayer::new(RedisRateLimiter::new("redis://127.0.0.1:6379", Rate::per_second(10))?).layer(());
+    /// assert_eq!(svc.limiter().rate(), Rate::per_second(10));
+    /// # Ok::<(), redis::RedisError>(())
+    /// ```
     pub fn limiter(&self) -> &RedisRateLimiter {
         &self.limiter
     }
 
     /// The wrapped service.
+    ///
+    /// ```
+    /// use timefuse_guard::rate_limit::Rate;
+    /// use timefuse_guard::redis_limit::RedisRateLimiter;
+    /// use timefuse_guard::redis_limit::RedisRateLimitLayer;
+    /// use tower::Layer;
+    /// let svc = RedisRateLimitLayer::new(RedisRateLimiter::new("redis://127.0.0.1:6379", Rate::per_second(10))?).layer(7_u8);
+    /// assert_eq!(*svc.get_ref(), 7);
+    /// # Ok::<(), redis::RedisError>(())
+    /// ```
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
 
     /// Unwraps the inner service.
+    ///
+    /// ```
+    /// use timefuse_guard::rate_limit::Rate;
+    /// use timefuse_guard::redis_limit::RedisRateLimiter;
+    /// use timefuse_guard::redis_limit::RedisRateLimitLayer;
+    /// use tower::Layer;
+    /// assert_eq!(RedisRateLimitLayer::new(RedisRateLimiter::new("redis://127.0.0.1:6379", Rate::per_second(10))?).layer(7_u8).into_inner(), 7);
+    /// # Ok::<(), redis::RedisError>(())
+    /// ```
     pub fn into_inner(self) -> S {
         self.inner
     }

@@ -22,6 +22,18 @@ pin_project! {
     /// # Cancel safety
     ///
     /// Dropping it drops the attempt in flight; no further attempt starts.
+    ///
+    /// ```
+    /// use timefuse_guard::retry::{RetryLayer, RetryPolicy};
+    /// use tower::{Layer, Service, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let mut svc = RetryLayer::new(RetryPolicy::default()).layer(tower::service_fn(|x: u8| async move { Ok::<_, std::io::Error>(x) }));
+    /// let future = svc.ready().await.unwrap().call(3); // this type
+    /// assert_eq!(future.await.unwrap(), 3);
+    /// # }
+    /// ```
     #[must_use = "futures do nothing unless polled"]
     pub struct ResponseFuture<S, Req, C>
     where

@@ -70,11 +70,21 @@ impl<C> RetryLayer<C> {
     }
 
     /// The retry budget.
+    ///
+    /// ```
+    /// use timefuse_guard::retry::{RetryLayer, RetryPolicy};
+    /// assert_eq!(RetryLayer::new(RetryPolicy::default()).budget().min_per_sec(), 10);
+    /// ```
     pub fn budget(&self) -> &RetryBudget {
         &self.shared.budget
     }
 
     /// The policy.
+    ///
+    /// ```
+    /// use timefuse_guard::retry::{RetryLayer, RetryPolicy};
+    /// assert_eq!(RetryLayer::new(RetryPolicy::default().max_attempts(2)).policy().attempts(), 2);
+    /// ```
     pub fn policy(&self) -> &RetryPolicy<C> {
         &self.shared.policy
     }

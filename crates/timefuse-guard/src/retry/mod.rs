@@ -204,6 +204,19 @@ impl<C> Shared<C> {
 ///
 /// A retry calls a clone of the inner service, made from a template kept when the service was
 /// layered, and only when a retry is made: the common path (no retry) clones nothing.
+///
+/// ```
+/// use timefuse_guard::retry::{RetryLayer, RetryPolicy};
+/// use tower::Layer;
+/// use tower::{Service, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let mut svc = RetryLayer::new(RetryPolicy::default()).layer(tower::service_fn(|x: u8| async move { Ok::<_, std::io::Error>(x) }));
+/// assert_eq!(svc.ready().await.unwrap().call(4).await.unwrap(), 4);
+/// assert_eq!(svc.stats().retries, 0);
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct Retry<S, C = OnErrors> {
     inner: S,
@@ -219,21 +232,49 @@ pub(crate) struct Instance<S, C> {
 
 impl<S, C> Retry<S, C> {
     /// The wrapped service.
+    ///
+    /// ```
+    /// use timefuse_guard::retry::{RetryLayer, RetryPolicy};
+    /// use tower::Layer;
+    /// let svc = RetryLayer::new(RetryPolicy::default()).layer(7_u8);
+    /// assert_eq!(*svc.get_ref(), 7);
+    /// ```
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
 
     /// The wrapped service, mutably.
+    ///
+    /// ```
+    /// use timefuse_guard::retry::{RetryLayer, RetryPolicy};
+    /// use tower::Layer;
+    /// let mut svc = RetryLayer::new(RetryPolicy::default()).layer(7_u8);
+    /// *svc.get_mut() = 8;
+    /// assert_eq!(*svc.get_ref(), 8);
+    /// ```
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.inner
     }
 
     /// Unwraps the inner service.
+    ///
+    /// ```
+    /// use timefuse_guard::retry::{RetryLayer, RetryPolicy};
+    /// use tower::Layer;
+    /// assert_eq!(RetryLayer::new(RetryPolicy::default()).layer(7_u8).into_inner(), 7);
+    /// ```
     pub fn into_inner(self) -> S {
         self.inner
     }
 
     /// Counters so far, shared with the layer and its other services.
+    ///
+    /// ```
+    /// use timefuse_guard::retry::{RetryLayer, RetryPolicy};
+    /// use tower::Layer;
+    /// let svc = RetryLayer::new(RetryPolicy::default()).layer(7_u8);
+    /// assert_eq!(svc.stats().refused_by_budget, 0);
+    /// ```
     pub fn stats(&self) -> RetryStats {
         self.instance.shared.stats()
     }

@@ -94,6 +94,19 @@ impl<S> Layer<S> for PerTryTimeoutLayer {
 }
 
 /// The service made by [`PerTryTimeoutLayer`].
+///
+/// ```
+/// use std::time::Duration;
+/// use timefuse_guard::retry::PerTryTimeoutLayer;
+/// use tower::{Layer, Service, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let mut svc = PerTryTimeoutLayer::new(Some(Duration::from_secs(1)))
+///     .layer(tower::service_fn(|x: u8| async move { Ok::<_, std::io::Error>(x) }));
+/// assert_eq!(svc.ready().await.unwrap().call(5).await.unwrap(), 5);
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct PerTryTimeout<S> {
     inner: S,
@@ -112,16 +125,33 @@ impl<S> PerTryTimeout<S> {
     }
 
     /// The wrapped service.
+    ///
+    /// ```
+    /// use timefuse_guard::retry::PerTryTimeout;
+    /// assert_eq!(*PerTryTimeout::new(7_u8, None).get_ref(), 7);
+    /// ```
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
 
     /// The wrapped service, mutably.
+    ///
+    /// ```
+    /// use timefuse_guard::retry::PerTryTimeout;
+    /// let mut svc = PerTryTimeout::new(7_u8, None);
+    /// *svc.get_mut() = 8;
+    /// assert_eq!(svc.into_inner(), 8);
+    /// ```
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.inner
     }
 
     /// Unwraps the inner service.
+    ///
+    /// ```
+    /// use timefuse_guard::retry::PerTryTimeout;
+    /// assert_eq!(PerTryTimeout::new(7_u8, None).into_inner(), 7);
+    /// ```
     pub fn into_inner(self) -> S {
         self.inner
     }
@@ -231,6 +261,18 @@ pin_project! {
     /// # Cancel safety
     ///
     /// Dropping it drops the call and cancels the attempt's context.
+    ///
+    /// ```
+    /// use timefuse_guard::retry::PerTryTimeoutLayer;
+    /// use tower::{Layer, Service, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let mut svc = PerTryTimeoutLayer::new(None).layer(tower::service_fn(|x: u8| async move { Ok::<_, std::io::Error>(x) }));
+    /// let future = svc.ready().await.unwrap().call(3); // this type
+    /// assert_eq!(future.await.unwrap(), 3);
+    /// # }
+    /// ```
     #[must_use = "futures do nothing unless polled"]
     pub struct PerTryFuture<F> {
         #[pin]

@@ -42,7 +42,7 @@ fn default_layer() -> FallbackLayer<impl fallback::FallbackHook<u32, Res> + Clon
     .named("quotes")
 }
 
-#[tokio::test]
+#[timefuse_leak::test]
 async fn refusals_are_answered_and_marked() {
     let calls = Arc::new(AtomicU32::new(0));
     let layer = default_layer();
@@ -78,7 +78,7 @@ async fn refusals_are_answered_and_marked() {
     assert_eq!((stats.served, stats.up_front, stats.declined), (4, 0, 0));
 }
 
-#[tokio::test]
+#[timefuse_leak::test]
 async fn failures_pass_through_unless_asked() {
     let calls = Arc::new(AtomicU32::new(0));
     let failing = scripted(calls.clone(), |_| Err(GuardError::from_inner("db down")));
@@ -97,7 +97,7 @@ async fn failures_pass_through_unless_asked() {
     );
 }
 
-#[tokio::test]
+#[timefuse_leak::test]
 async fn an_exhausted_budget_is_answered_a_departed_caller_is_not() {
     let calls = Arc::new(AtomicU32::new(0));
     let mut svc = default_layer().layer(scripted(calls, |x| match x {
@@ -120,7 +120,7 @@ async fn an_exhausted_budget_is_answered_a_departed_caller_is_not() {
 }
 
 /// Below the policy's `degrade_below` the fallback answers up front: the callee is not called.
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn should_degrade_answers_up_front() {
     let calls = Arc::new(AtomicU32::new(0));
     let layer = default_layer();
@@ -168,7 +168,7 @@ async fn should_degrade_answers_up_front() {
 }
 
 /// The stale cache: the last good answer per key, while fresh enough.
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn stale_values_from_a_local_cache() {
     let healthy = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let svc = {

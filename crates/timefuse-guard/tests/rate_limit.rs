@@ -36,7 +36,7 @@ fn within_one_percent(got: u64, expected: f64) {
 
 /// A client hammering a no-wait limiter every 3 ms for 20 simulated minutes gets the rate
 /// (plus the initial burst) within 1 %.
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn no_wait_accuracy_over_a_long_run() {
     let rate = Rate::per_second(100);
     let mut svc = simulated(rate).no_wait().layer(echo());
@@ -60,7 +60,7 @@ async fn no_wait_accuracy_over_a_long_run() {
 
 /// Many waiting callers, each looping for 5 simulated minutes: every call that gets through
 /// was within its budget, and the total is the rate within 1 %.
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn waiting_callers_get_the_rate() {
     let rate = Rate::per_second(50).with_burst(5);
     let layer = simulated(rate).max_wait(Duration::from_millis(200));
@@ -99,7 +99,7 @@ async fn waiting_callers_get_the_rate() {
 /// axum#2634: a cap of 5 requests let 1500 concurrent requests through, because every clone of
 /// tower's `RateLimit` had its own window. Here 1500 concurrent requests through 1500 clones,
 /// on a multi-threaded runtime, pass exactly the burst.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[timefuse_leak::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifteen_hundred_concurrent_requests_through_clones_pass_exactly_the_limit() {
     // 5 per minute: no permit is replenished while the test runs.
     let layer = RateLimitLayer::new(Rate::new(5, Duration::from_secs(60))).no_wait();
@@ -121,7 +121,7 @@ async fn fifteen_hundred_concurrent_requests_through_clones_pass_exactly_the_lim
 }
 
 /// A limiter shared by two layers (two routes drawing on one budget) and checked by hand.
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn one_limiter_shared_by_layers_and_code() {
     let limiter =
         RateLimiter::direct_with_clock(Rate::per_second(3), LimiterClock::tokio()).named("shared");
@@ -144,7 +144,7 @@ async fn one_limiter_shared_by_layers_and_code() {
 
 /// The wait never exceeds `remaining − floor`; a caller is refused as soon as the next
 /// permit lies past that bound (at once, or when a racing caller took the permit it waited for).
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn waits_never_exceed_the_budget() {
     // One permit every 100 ms, burst 1: the k-th queued caller needs k·100 ms.
     let layer = simulated(Rate::per_second(10).with_burst(1)).max_wait(Duration::from_secs(10));
@@ -196,7 +196,7 @@ async fn waits_never_exceed_the_budget() {
 }
 
 /// Without a context only the wait mode bounds the wait; `NoWait` never waits.
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn wait_modes_without_a_context() {
     let rate = Rate::per_second(4).with_burst(1); // a permit every 250 ms
     let mut up_to_300 = simulated(rate)
@@ -215,7 +215,7 @@ async fn wait_modes_without_a_context() {
 }
 
 /// A caller whose context is cancelled while it waits for a permit stops waiting at once.
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn cancel_while_waiting() {
     let layer = simulated(Rate::per_second(1)).max_wait(Duration::from_secs(5));
     let mut svc = layer.layer(echo());
@@ -239,7 +239,7 @@ async fn cancel_while_waiting() {
 }
 
 /// A context that has already ended is not made to wait.
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn ended_context_does_not_wait() {
     let mut svc = simulated(Rate::per_second(1)).layer(echo());
     svc.ready().await.unwrap().call(0).await.unwrap();
@@ -253,7 +253,7 @@ async fn ended_context_does_not_wait() {
 }
 
 /// Per-tenant limits: one tenant's burst does not touch another's.
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn keyed_limits_are_independent() {
     #[derive(Clone)]
     struct Req {
@@ -282,7 +282,7 @@ async fn keyed_limits_are_independent() {
 }
 
 /// The inner service's errors pass through as `GuardError::Inner`.
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn inner_errors_pass_through() {
     let inner = tower::service_fn(|_: u32| async { Err::<u32, _>(std::io::Error::other("down")) });
     let mut svc = simulated(Rate::per_second(10)).layer(inner);
@@ -291,7 +291,7 @@ async fn inner_errors_pass_through() {
 }
 
 /// A lone caller whose next permit lies past its bound is refused at once, without waiting.
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn refused_at_once_when_the_permit_is_past_the_budget() {
     let mut svc = simulated(Rate::per_second(1))
         .max_wait(Duration::from_secs(10))

@@ -100,7 +100,7 @@ impl Drop for PrivateRedis {
     }
 }
 
-#[tokio::test]
+#[timefuse_leak::test]
 async fn gcra_on_redis() {
     // 5 per 10 s: nothing replenishes while the test runs (a permit every 2 s).
     let limiter = RedisRateLimiter::new(SHARED, Rate::new(5, Duration::from_secs(10)))
@@ -127,7 +127,7 @@ async fn gcra_on_redis() {
 }
 
 /// Two limiter instances (two service instances) with one prefix share one limit.
-#[tokio::test]
+#[timefuse_leak::test]
 async fn instances_share_the_limit() {
     let prefix = unique_prefix("shared");
     let rate = Rate::new(4, Duration::from_secs(10));
@@ -150,7 +150,7 @@ async fn instances_share_the_limit() {
 }
 
 /// The layer: refusals are `RateLimited`; a wait for the next permit stays within the budget.
-#[tokio::test]
+#[timefuse_leak::test]
 async fn the_layer_waits_within_the_budget() {
     let limiter = RedisRateLimiter::new(SHARED, Rate::per_second(10).with_burst(1))
         .unwrap()
@@ -180,7 +180,7 @@ async fn the_layer_waits_within_the_budget() {
 
 /// After `SCRIPT FLUSH` the first check gets `NOSCRIPT` and sends the script with `EVAL`;
 /// the next ones use `EVALSHA` again.
-#[tokio::test]
+#[timefuse_leak::test]
 async fn noscript_falls_back_to_eval() {
     let _serial = SERIAL.lock().await;
     let redis = PrivateRedis::start().await;
@@ -211,7 +211,7 @@ async fn noscript_falls_back_to_eval() {
 /// Redis goes away mid-run and comes back: failing open lets calls through, failing closed
 /// refuses them, each outage is logged once (however many calls), and limiting resumes when
 /// Redis answers again.
-#[tokio::test]
+#[timefuse_leak::test]
 async fn outage_fail_open_fail_closed_and_recovery() {
     let _serial = SERIAL.lock().await;
     let mut redis = PrivateRedis::start().await;

@@ -64,7 +64,7 @@ impl Service<u32> for Dependency {
     }
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn budget_arithmetic() {
     // 20 % of requests, nothing free.
     let budget = RetryBudget::new(Duration::from_secs(10), 0, 0.2);
@@ -106,7 +106,7 @@ async fn budget_arithmetic() {
 
 /// A dependency that fails everything: retries add at most 20 % (plus the free reserve) to its
 /// load, across every clone of the service.
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn a_retry_storm_is_bounded_by_the_shared_budget() {
     let dep = Dependency::new(Duration::from_millis(1), true);
     let layer = RetryLayer::with_budget(
@@ -135,7 +135,7 @@ async fn a_retry_storm_is_bounded_by_the_shared_budget() {
 
 /// With a known attempt latency of 300 ms, a failure at 600 ms into an 800 ms request is not
 /// retried: 200 ms − 150 ms reserve cannot cover another 300 ms attempt.
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn no_retry_without_time_to_finish() {
     let dep = Dependency::new(Duration::from_millis(300), false);
     let layer = RetryLayer::new(
@@ -171,7 +171,7 @@ async fn no_retry_without_time_to_finish() {
 }
 
 /// The backoff is shortened to leave an attempt's time, and dropped when even that cannot.
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn backoff_is_shortened_to_fit_the_budget() {
     let dep = Dependency::new(Duration::from_millis(100), true);
     let layer = RetryLayer::new(
@@ -191,7 +191,7 @@ async fn backoff_is_shortened_to_fit_the_budget() {
 }
 
 /// Without a context the policy and the budget alone decide.
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn without_a_context_retries_follow_the_policy() {
     let dep = Dependency::new(Duration::from_millis(10), true);
     let layer = RetryLayer::new(
@@ -205,7 +205,7 @@ async fn without_a_context_retries_follow_the_policy() {
 }
 
 /// Refusals are not retried unless configured; then at least their `retry_after` apart.
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn refusals_are_not_retried_by_default() {
     let calls = Arc::new(AtomicU32::new(0));
     let refusing = {
@@ -236,7 +236,7 @@ async fn refusals_are_not_retried_by_default() {
 }
 
 /// Retryable responses, picked by a closure.
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn responses_can_be_retried() {
     let calls = Arc::new(AtomicU32::new(0));
     let svc = {
@@ -255,7 +255,7 @@ async fn responses_can_be_retried() {
 }
 
 /// Nothing is retried after the request's context is cancelled.
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn no_retry_after_the_request_ends() {
     let dep = Dependency::new(Duration::from_millis(50), true);
     let mut svc =
@@ -272,7 +272,7 @@ async fn no_retry_after_the_request_ends() {
 /// The per-try timeout is `min(cap, remaining − reserve)`; when the cap binds the callee sees
 /// it as its current context (otherwise the request's own, from which it derives the same
 /// `remaining − reserve`); an attempt below the floor is not started.
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn per_try_timeout_is_derived_from_the_budget() {
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let probe = {
@@ -305,7 +305,7 @@ async fn per_try_timeout_is_derived_from_the_budget() {
 /// Retries compose with the per-try timeout: a hung attempt is cut at its per-try budget and
 /// retried while the request has time.
 /// Without a cap binding, a hung call is still cut at `remaining − reserve`.
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn uncapped_attempts_end_at_remaining_less_reserve() {
     let mut svc = PerTryTimeoutLayer::new(None).layer(tower::service_fn(|_: ()| async {
         std::future::pending::<()>().await;
@@ -331,7 +331,7 @@ async fn uncapped_attempts_end_at_remaining_less_reserve() {
     assert_eq!(start.elapsed(), Duration::from_millis(30));
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn hung_attempts_are_cut_and_retried() {
     let calls = Arc::new(AtomicU32::new(0));
     let dep = {

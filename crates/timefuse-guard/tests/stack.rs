@@ -115,7 +115,7 @@ fn degraded(res: &http::Response<String>) -> Option<&Degraded> {
     res.extensions().get::<Degraded>()
 }
 
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn breaker_opens_fallbacks_serve_no_call_without_budget_and_recovery() {
     let config = GuardConfig::from_toml_str(CONFIG).unwrap();
     let policy = Arc::new(config.route("quotes").unwrap().timeout);
@@ -231,7 +231,7 @@ async fn breaker_opens_fallbacks_serve_no_call_without_budget_and_recovery() {
 
 /// A slow dependency: each attempt is cut at its per-try budget, the request still answers
 /// within its deadline (by the fallback once the breaker opens), never after it.
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn a_slow_dependency_is_cut_per_try_and_opens_the_breaker() {
     let config = GuardConfig::from_toml_str(CONFIG).unwrap();
     let policy = Arc::new(config.route("quotes").unwrap().timeout);
@@ -281,7 +281,7 @@ async fn a_slow_dependency_is_cut_per_try_and_opens_the_breaker() {
 
 /// The stack built in code behaves as the one from the configuration; without a fallback,
 /// refusals reach the caller.
-#[tokio::test(start_paused = true)]
+#[timefuse_leak::test(start_paused = true)]
 async fn built_in_code_without_a_fallback() {
     use timefuse_guard::breaker::{BreakerConfig, SlidingWindow};
     use timefuse_guard::rate_limit::{ByContext, Rate, WaitMode};

@@ -14,6 +14,7 @@ use timefuse::{Cause, Context, RequestId};
 use timefuse_tower::EgressError;
 use timefuse_tower::reqwest_ext::{ContextRequestExt, SendError};
 
+/// Starts the server; its serve task lives until the runtime ends (each test allows it).
 async fn serve(hits: Arc<AtomicUsize>) -> String {
     let app = Router::new()
         .route(
@@ -53,7 +54,7 @@ async fn serve(hits: Arc<AtomicUsize>) -> String {
     format!("http://{addr}")
 }
 
-#[tokio::test]
+#[timefuse_leak::test(allow_unbound = 1)]
 async fn budget_and_identity_reach_the_server() {
     let base = serve(Arc::default()).await;
     let (ctx, _g) = Context::request(TimeoutPolicy::internal_grpc());
@@ -78,7 +79,7 @@ async fn budget_and_identity_reach_the_server() {
     assert_eq!(ctx.budget_records()[0].name.as_ref(), "echo");
 }
 
-#[tokio::test]
+#[timefuse_leak::test(allow_unbound = 1)]
 async fn below_the_floor_nothing_is_sent() {
     let hits = Arc::new(AtomicUsize::new(0));
     let base = serve(hits.clone()).await;
@@ -98,7 +99,7 @@ async fn below_the_floor_nothing_is_sent() {
     assert_eq!(hits.load(Ordering::SeqCst), 0);
 }
 
-#[tokio::test]
+#[timefuse_leak::test(allow_unbound = 1)]
 async fn the_call_stops_when_the_context_ends() {
     let base = serve(Arc::default()).await;
     let (ctx, guard) = Context::request(TimeoutPolicy::http_edge());

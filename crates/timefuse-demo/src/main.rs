@@ -46,8 +46,12 @@ struct DemoArgs {
     #[arg(long, value_delimiter = ',', default_value = "fixed,nested,none")]
     strategies: Vec<Strategy>,
     /// Orders per second (default: the scenario's).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "rates")]
     rate: Option<f64>,
+    /// Sweep these rates (all strategies at each), e.g. 110,150,190: adds the peak-load
+    /// table; the main table and plots are for the first rate.
+    #[arg(long, value_delimiter = ',')]
+    rates: Vec<f64>,
     /// Load duration per strategy, e.g. 20s (default: the scenario's; partition windows
     /// scale with it).
     #[arg(long, value_parser = parse_dur)]
@@ -172,10 +176,13 @@ fn demo(args: DemoArgs) -> ExitCode {
         }
         scenario = scenario.with_duration(d.0);
     }
-    if let Some(rate) = args.rate
-        && !(rate > 0.0 && rate <= 20_000.0)
+    if args
+        .rate
+        .iter()
+        .chain(&args.rates)
+        .any(|r| !(*r > 0.0 && *r <= 20_000.0))
     {
-        eprintln!("error: --rate must be > 0 and at most 20000");
+        eprintln!("error: rates must be > 0 and at most 20000");
         return ExitCode::from(2);
     }
     let dir = args.out.clone().unwrap_or_else(|| {
@@ -210,6 +217,10 @@ fn demo(args: DemoArgs) -> ExitCode {
     if let Some(r) = args.rate {
         command.push_str(&format!(" --rate {r}"));
     }
+    if !args.rates.is_empty() {
+        let rates: Vec<String> = args.rates.iter().map(f64::to_string).collect();
+        command.push_str(&format!(" --rates {}", rates.join(",")));
+    }
     if let Some(s) = args.seed {
         command.push_str(&format!(" --seed {s}"));
     }
@@ -222,7 +233,7 @@ fn demo(args: DemoArgs) -> ExitCode {
     let opts = DemoOptions {
         scenario: scenario.clone(),
         strategies: args.strategies.clone(),
-        rate: args.rate,
+        rate: args.rate.or(args.rates.first().copied()),
         closed_loop: args.closed_loop,
         drain: args.drain.0,
         processes: exe,
@@ -255,14 +266,35 @@ fn demo(args: DemoArgs) -> ExitCode {
         eprintln!("error: {}: {e}", dir.display());
         return ExitCode::from(2);
     }
-    let results = match runtime().block_on(run::run_all(&opts)) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
+    let rt = runtime();
+    let mut sweep = Vec::new();
+    let rates = if args.rates.is_empty() {
+        vec![opts.rate()]
+    } else {
+        args.rates.clone()
     };
-    match run::write_report(&dir, &params, &scenario, &results) {
+    for rate in rates {
+        let mut o = opts.clone();
+        o.rate = Some(rate);
+        o.workdir = if sweep.is_empty() {
+            dir.clone()
+        } else {
+            dir.join(format!("rate-{rate}"))
+        };
+        if args.rates.len() > 1 {
+            eprintln!("rate {rate}/s:");
+        }
+        match rt.block_on(run::run_all(&o)) {
+            Ok(r) => sweep.push((rate, r)),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let results = sweep[0].1.clone();
+    let all_ok = sweep.iter().all(|(_, rs)| rs.iter().all(|r| r.money_ok()));
+    match run::write_report(&dir, &params, &scenario, &results, &sweep) {
         Ok(md) => {
             println!("{md}");
             println!("report written to {}/", dir.display());
@@ -273,7 +305,7 @@ fn demo(args: DemoArgs) -> ExitCode {
         }
     }
     // The databases stay next to the report for inspection.
-    if results.iter().all(|r| r.money_ok()) {
+    if all_ok {
         ExitCode::SUCCESS
     } else {
         eprintln!("error: a money invariant was violated (see the report)");

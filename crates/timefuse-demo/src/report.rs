@@ -496,3 +496,71 @@ pub fn waterfall_choice(results: &[StrategySummary]) -> Option<(Strategy, String
         .find_map(pick)
         .or_else(|| results.iter().find_map(pick))
 }
+
+/// Goodput, P99 and orphaned work per offered rate and strategy: the document's "peak load"
+/// comparison, found by sweeping the rate. `rows`: (rate, that rate's results).
+pub fn sweep_table(rows: &[(f64, Vec<StrategySummary>)]) -> String {
+    let mut strategies: Vec<Strategy> = rows
+        .iter()
+        .flat_map(|(_, rs)| rs.iter().map(|r| r.strategy))
+        .collect();
+    strategies.sort();
+    strategies.dedup();
+    let mut t = String::from("| offered/s |");
+    for s in &strategies {
+        let _ = write!(t, " {s} goodput/s | {s} P99 ms | {s} orphaned |");
+    }
+    t.push_str("\n|---:|");
+    for _ in &strategies {
+        t.push_str("---:|---:|---:|");
+    }
+    t.push('\n');
+    for (rate, results) in rows {
+        let _ = write!(t, "| {rate} |");
+        for s in &strategies {
+            match results.iter().find(|r| r.strategy == *s) {
+                Some(r) => {
+                    let _ = write!(
+                        t,
+                        " {:.1} | {:.0} | {} |",
+                        r.goodput,
+                        r.p99_ms,
+                        pct_text(r.orphan_rate)
+                    );
+                }
+                None => t.push_str(" – | – | – |"),
+            }
+        }
+        t.push('\n');
+    }
+    t.push('\n');
+    for s in &strategies {
+        let peak = rows
+            .iter()
+            .filter_map(|(rate, rs)| {
+                rs.iter()
+                    .find(|r| r.strategy == *s)
+                    .map(|r| (*rate, r.goodput))
+            })
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        if let Some((rate, g)) = peak {
+            let _ = writeln!(t, "- peak goodput of {s}: {g:.1}/s (offered {rate}/s)");
+        }
+    }
+    let peak_of = |s: Strategy| {
+        rows.iter()
+            .filter_map(|(_, rs)| rs.iter().find(|r| r.strategy == s).map(|r| r.goodput))
+            .fold(None, |m: Option<f64>, g| Some(m.map_or(g, |m| m.max(g))))
+    };
+    if let (Some(f), Some(n)) = (peak_of(Strategy::Fixed), peak_of(Strategy::Nested))
+        && f > 0.0
+    {
+        let _ = writeln!(
+            t,
+            "- peak goodput, nested / fixed: {:.2}× (target ≥ 2.3×: {})",
+            n / f,
+            if n / f >= 2.3 { "met" } else { "NOT met" }
+        );
+    }
+    t
+}

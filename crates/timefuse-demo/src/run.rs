@@ -87,6 +87,7 @@ pub async fn run_strategy(
 ) -> Result<StrategySummary, RunError> {
     let scenario = &opts.scenario;
     let tag = tag(&scenario.name, strategy);
+    std::fs::create_dir_all(&opts.workdir)?;
     let db = opts.workdir.join(format!("db-{}", strategy.name()));
     if db.exists() {
         std::fs::remove_dir_all(&db)?;
@@ -183,10 +184,15 @@ pub fn write_report(
     params: &Params,
     scenario: &Scenario,
     results: &[StrategySummary],
+    sweep: &[(f64, Vec<StrategySummary>)],
 ) -> Result<String, RunError> {
     std::fs::create_dir_all(dir)?;
     let windows = scenario.windows();
-    let md = report::markdown(params, &scenario.description, &windows, results);
+    let mut md = report::markdown(params, &scenario.description, &windows, results);
+    if sweep.len() > 1 {
+        md.push_str("\n## Load sweep (peak load)\n\nThe same scenario and seed at each offered rate; the tables and plots above are for the first rate.\n\n");
+        md.push_str(&report::sweep_table(sweep));
+    }
     std::fs::write(dir.join("report.md"), &md)?;
     std::fs::write(dir.join("scenario.toml"), scenario.to_toml_string())?;
     std::fs::write(
@@ -198,6 +204,10 @@ pub fn write_report(
         serde_json::to_string_pretty(&serde_json::json!({
             "params": params,
             "results": results,
+            "sweep": sweep
+                .iter()
+                .map(|(rate, rs)| serde_json::json!({ "rate": rate, "results": rs }))
+                .collect::<Vec<_>>(),
         }))?,
     )?;
     let plot = |r: Result<(), Box<dyn std::error::Error>>, name: &str| {

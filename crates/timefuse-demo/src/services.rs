@@ -440,7 +440,7 @@ impl Node {
     }
 
     async fn handle(self: Arc<Self>, ctx: Context, req: HopRequest) -> Result<HopReply, Status> {
-        let _ledger = LedgerOnDrop {
+        let _ledger = HopLedgerTask {
             stats: Arc::clone(&self.stats),
             service: self.role.name(),
             ctx: ctx.clone(),
@@ -844,15 +844,16 @@ fn fnv(s: &str) -> usize {
     h as usize
 }
 
-/// Hands the hop's ledger to [`Stats`] when the hop's work ends, however it ends.
-struct LedgerOnDrop {
+/// Hands the hop's ledger to [`Stats`] when the hop's work ends, however it ends. Lives inside
+/// one hop's work task, so the context it holds is that request's.
+struct HopLedgerTask {
     stats: Arc<Stats>,
     service: &'static str,
     ctx: Context,
     floor: Duration,
 }
 
-impl Drop for LedgerOnDrop {
+impl Drop for HopLedgerTask {
     fn drop(&mut self) {
         self.stats
             .record(self.service, &self.ctx.budget_records(), self.floor);

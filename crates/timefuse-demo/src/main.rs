@@ -266,6 +266,16 @@ fn demo(args: DemoArgs) -> ExitCode {
         eprintln!("error: {}: {e}", dir.display());
         return ExitCode::from(2);
     }
+    if args.out.is_none() {
+        // Reports (and their databases) are outputs, never sources: keep `report/` out of git.
+        let ignore = PathBuf::from("report").join(".gitignore");
+        if !ignore.exists() {
+            let _ = std::fs::write(
+                ignore,
+                "# written by `timefuse demo`: reports are outputs\n*\n",
+            );
+        }
+    }
     let rt = runtime();
     let mut sweep = Vec::new();
     let rates = if args.rates.is_empty() {

@@ -28,7 +28,8 @@ use std::time::Duration;
 use timefuse::budget::{BudgetOutcome, TimeoutPolicy};
 use timefuse::{CancelGuard, Cause, Context, RequestId};
 use timefuse_guard::Outcome;
-use timefuse_guard::breaker::{Breaker, BreakerConfig, SlidingWindow};
+use timefuse_guard::admission::LatencyEstimator;
+use timefuse_guard::breaker::{Breaker, BreakerConfig, CircuitState, SlidingWindow};
 use timefuse_guard::rate_limit::{Rate, RateLimiter};
 use timefuse_leak::{ResourceScope, Tracked};
 use timefuse_tower::{EgressLayer, IngressLayer};
@@ -235,10 +236,13 @@ impl Peers {
     }
 }
 
-/// Order's defenses: a rate limiter on admitted orders and a breaker per callee.
+/// Order's defenses: a rate limiter on admitted orders, a breaker per callee, and the
+/// latency estimates of its calls (timefuse-guard's admission estimator: an EWMA per callee)
+/// for the check before the charge.
 #[derive(Debug)]
 struct Guard {
     limiter: RateLimiter<()>,
+    latency: LatencyEstimator<Role>,
     risk: Arc<Breaker>,
     deduct: Arc<Breaker>,
     ledger: Arc<Breaker>,
@@ -263,6 +267,7 @@ impl Guard {
                     .with_burst(spec.order_rate_limit.div_ceil(10).max(1)),
             )
             .named("orders"),
+            latency: LatencyEstimator::new(),
             risk: breaker("risk"),
             deduct: breaker("deduct"),
             ledger: breaker("ledger"),
@@ -563,6 +568,7 @@ impl Node {
         match result {
             Ok(reply) => {
                 permit.record(Outcome::Success, took);
+                guard.latency.record(&callee, took);
                 Ok(reply.into_inner())
             }
             Err(status) if status.message().starts_with("call not started") => {
@@ -716,6 +722,46 @@ impl Node {
                 "voucher: under 300 ms left after risk".into(),
             );
             return OrderStatus::Degraded;
+        }
+        // No charge while the ledger's breaker is open: the entry could not be written, and
+        // the order would end in doubt.
+        if let Some(g) = &self.guard
+            && matches!(
+                g.ledger.state(),
+                CircuitState::Open | CircuitState::ForcedOpen
+            )
+        {
+            set(
+                out,
+                Verdict::Degraded,
+                "voucher: the ledger's breaker is open".into(),
+            );
+            return OrderStatus::Degraded;
+        }
+        // Admission before the charge: charge only if the budget left also covers the ledger
+        // entry after it. A call's query needs the caller's reserve, the callee's reserve and
+        // the floor (350 ms with the document's numbers, more than the 300 ms degrade
+        // threshold); deduct's own time is its EWMA. Only under a deadline (nested).
+        if let Some(left) = ctx.remaining() {
+            let policy = ctx.policy();
+            let per_call = policy.reserve() * 2 + policy.floor();
+            let deduct = self
+                .guard
+                .as_ref()
+                .and_then(|g| g.latency.expected(&Role::Deduct))
+                .unwrap_or_default();
+            if left < per_call + deduct {
+                set(
+                    out,
+                    Verdict::Degraded,
+                    format!(
+                        "voucher: {} ms left cannot cover the charge and its ledger entry ({} ms)",
+                        left.as_millis(),
+                        (per_call + deduct).as_millis()
+                    ),
+                );
+                return OrderStatus::Degraded;
+            }
         }
         // Deduct: once sent, the charge may exist whatever we hear.
         out.charge_attempted = true;

@@ -3,8 +3,10 @@
 //!
 //! Services bind `127.0.0.1:0` (loopback, ephemeral ports). The four callees start first, then
 //! order with their addresses. A child process prints `listening <addr>` on stdout once bound,
-//! heals its faults when it reads `heal` on stdin, and shuts down when stdin closes.
+//! heals its faults when it reads `heal` on stdin, and shuts down when stdin closes, writing
+//! its per-stage counters to `<db>/stats-<service>.json` for the parent.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -20,7 +22,7 @@ use tokio::time::Instant;
 use crate::chaos::Chaos;
 use crate::scenario::Scenario;
 use crate::services::{Node, Peers, Role};
-use crate::stats::Stats;
+use crate::stats::{StageCounts, Stats};
 use crate::store::{SqliteStore, Store};
 use crate::strategy::Strategy;
 
@@ -308,6 +310,7 @@ pub async fn serve_one(opts: ServeOptions) -> Result<(), Box<dyn std::error::Err
     if opts.role == Role::Order && opts.peers.len() < 4 {
         return Err("order needs --peer risk=…, deduct=…, ledger=…, notify=…".into());
     }
+    let stats = Arc::new(Stats::new());
     let node = Node::new(
         opts.role,
         opts.strategy,
@@ -315,7 +318,7 @@ pub async fn serve_one(opts: ServeOptions) -> Result<(), Box<dyn std::error::Err
         store,
         peers,
         &opts.scenario.guard,
-        Arc::new(Stats::new()),
+        Arc::clone(&stats),
     );
     let listener = tokio::net::TcpListener::bind(opts.listen).await?;
     println!("listening {}", listener.local_addr()?);
@@ -334,5 +337,22 @@ pub async fn serve_one(opts: ServeOptions) -> Result<(), Box<dyn std::error::Err
     chaos.heal();
     drop(stop);
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    // The budget ledgers' counters, for the parent's per-stage table.
+    let file = opts.db.join(format!("stats-{}.json", opts.role.name()));
+    std::fs::write(file, serde_json::to_string(&stats.snapshot())?)?;
     Ok(())
+}
+
+/// Reads the per-stage counters the `timefuse serve` children wrote to `db` at shutdown.
+pub fn read_child_stats(db: &Path) -> BTreeMap<String, StageCounts> {
+    let mut out = BTreeMap::new();
+    for role in Role::ALL {
+        let file = db.join(format!("stats-{}.json", role.name()));
+        if let Ok(text) = std::fs::read_to_string(file)
+            && let Ok(map) = serde_json::from_str::<BTreeMap<String, StageCounts>>(&text)
+        {
+            out.extend(map);
+        }
+    }
+    out
 }

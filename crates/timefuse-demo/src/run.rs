@@ -142,13 +142,17 @@ pub async fn run_strategy(
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     chain.stop(Duration::from_secs(5)).await;
+    let stages = match opts.processes {
+        None => stats.snapshot(),
+        Some(_) => chain::read_child_stats(&db),
+    };
     let reconciled = reconcile(store.as_ref())?;
     let audit = store.audit()?;
     let summary = report::summarize(
         strategy,
         &result,
         scenario.load.duration.0,
-        stats.snapshot(),
+        stages,
         reconciled,
         audit,
     );

@@ -9,11 +9,11 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use timefuse::budget::{BudgetKind, BudgetOutcome, BudgetRecord};
 
 /// The counters of one stage or call name.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StageCounts {
     /// Opened and started.
     pub started: u64,

@@ -6,8 +6,9 @@
 
 use std::time::Duration;
 
+use timefuse_demo::report::Params;
 use timefuse_demo::report::StrategySummary;
-use timefuse_demo::run::{DemoOptions, run_strategy};
+use timefuse_demo::run::{DemoOptions, run_strategy, write_report};
 use timefuse_demo::scenario::{Dur, Partition, SHIPPED, Scenario};
 use timefuse_demo::strategy::Strategy;
 
@@ -144,4 +145,58 @@ async fn nested_never_starts_a_hop_under_the_floor() {
     assert!(started > 0, "the ledgers recorded calls: {:?}", s.stages);
     // Vouchers are answered at once, not at the deadline.
     assert!(s.client_degraded_charged.is_empty());
+}
+
+/// The report folder: markdown, JSON, the scenario and the three plots.
+#[timefuse_leak::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_folder_has_everything() {
+    let scenario = Scenario::load("ledger-partition").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(scenario, dir.path());
+    let mut results = Vec::new();
+    for strategy in [Strategy::Fixed, Strategy::Nested] {
+        results.push(run_strategy(&opts, strategy).await.unwrap());
+    }
+    let params = Params {
+        command: "timefuse demo --scenario ledger-partition".into(),
+        scenario: opts.scenario.name.clone(),
+        strategies: vec![Strategy::Fixed, Strategy::Nested],
+        rate: opts.rate(),
+        duration_s: 1.5,
+        closed_loop: None,
+        drain_s: 1.0,
+        processes: false,
+        seed: opts.scenario.load.seed,
+        version: "test".into(),
+        cpus: 2,
+    };
+    let out = dir.path().join("report");
+    let md = write_report(&out, &params, &opts.scenario, &results, &[]).unwrap();
+    assert!(
+        md.contains("| fixed |") && md.contains("| nested |"),
+        "{md}"
+    );
+    assert!(md.contains("## Targets") && md.contains("money conserved"));
+    for f in [
+        "report.md",
+        "results.json",
+        "params.json",
+        "scenario.toml",
+        "cdf.svg",
+        "goodput.svg",
+        "waterfall.svg",
+    ] {
+        let len = std::fs::metadata(out.join(f)).map(|m| m.len()).unwrap_or(0);
+        assert!(len > 100, "{f}: {len} bytes");
+    }
+    let svg = std::fs::read_to_string(out.join("goodput.svg")).unwrap();
+    assert!(
+        svg.contains("ledger partitioned"),
+        "the fault window is marked"
+    );
+    // The scenario written next to the report loads back as the one that ran.
+    let again =
+        Scenario::from_toml_str(&std::fs::read_to_string(out.join("scenario.toml")).unwrap())
+            .unwrap();
+    assert_eq!(again, opts.scenario);
 }

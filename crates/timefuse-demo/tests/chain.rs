@@ -200,3 +200,68 @@ async fn the_report_folder_has_everything() {
             .unwrap();
     assert_eq!(again, opts.scenario);
 }
+
+/// The reconciliation RPC: deduct's `Resolve` fences an uncharged key for good; ledger's
+/// writes the entry once.
+#[timefuse_leak::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resolve_rpc_fences_and_records() {
+    use std::sync::Arc;
+    use timefuse_demo::chain::Chain;
+    use timefuse_demo::pb::ResolveRequest;
+    use timefuse_demo::services::{Role, client};
+    use timefuse_demo::stats::Stats;
+    use timefuse_demo::store::{ChargeOutcome, SqliteStore, Store, account_name};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
+    store.open_accounts(2, 10_000).unwrap();
+    let scenario = Scenario::load("steady").unwrap();
+    let chain = Chain::in_process(
+        Strategy::None,
+        &scenario,
+        Arc::clone(&store) as Arc<dyn Store>,
+        tokio::time::Instant::now(),
+        Arc::new(Stats::new()),
+    )
+    .await
+    .unwrap();
+    let addr = |role: Role| chain.addrs.iter().find(|(r, _)| *r == role).unwrap().1;
+    let request = |key: &str| ResolveRequest {
+        idem_key: key.into(),
+        order_id: format!("order-{key}"),
+        account: account_name(0),
+        amount: 700,
+    };
+    let mut deduct = client(addr(Role::Deduct), "deduct", Strategy::None);
+    let mut ledger = client(addr(Role::Ledger), "ledger", Strategy::None);
+
+    // Never charged: voided, and a late charge of the key is refused.
+    let r = deduct.resolve(request("late")).await.unwrap().into_inner();
+    assert!(!r.charged);
+    let a = account_name(0);
+    assert_eq!(
+        store.charge("late", "order-late", &a, 700).unwrap(),
+        ChargeOutcome::Voided
+    );
+    // Charged: resolve says so; the ledger entry is written once however often it is asked.
+    assert_eq!(
+        store.charge("paid", "order-paid", &a, 700).unwrap(),
+        ChargeOutcome::Charged
+    );
+    assert!(
+        deduct
+            .resolve(request("paid"))
+            .await
+            .unwrap()
+            .into_inner()
+            .charged
+    );
+    for _ in 0..2 {
+        ledger.resolve(request("paid")).await.unwrap();
+    }
+    let audit = store.audit().unwrap();
+    assert_eq!((audit.charges, audit.entries, audit.voided), (1, 1, 1));
+    assert!(audit.conserved());
+    drop((deduct, ledger));
+    chain.stop(Duration::from_secs(5)).await;
+}

@@ -4,6 +4,8 @@
 //! Groups (each kept short: the machine this is tuned for has 2 cores):
 //!
 //! - `clock`: the clock reads every deadline check pays for.
+//! - `primitives`: an `Arc` allocation, a lock/unlock pair, an atomic read-modify-write: the
+//!   parts a child create + drop is made of.
 //! - `is_done`: the check without and with a deadline, 1 thread.
 //! - `is_done_threads`: the same check through one timed loop, alone and while a second thread
 //!   hammers the same context.
@@ -99,6 +101,24 @@ fn clock(c: &mut Criterion) {
     let _enter = rt.enter();
     g.bench_function("tokio_instant_now_in_runtime", |b| {
         b.iter(tokio::time::Instant::now)
+    });
+    g.finish();
+}
+
+/// What a child create + drop is made of: one 64-byte `Arc` allocation, uncontended lock/unlock
+/// pairs and atomic read-modify-writes.
+fn primitives(c: &mut Criterion) {
+    let mut g = group(c, "primitives");
+    g.bench_function("arc_new_drop_64B", |b| {
+        b.iter(|| drop(black_box(Arc::new([0_u64; 6]))))
+    });
+    let m = Mutex::new(0_u64);
+    g.bench_function("mutex_lock_unlock", |b| {
+        b.iter(|| *black_box(&m).lock().unwrap() += 1)
+    });
+    let a = AtomicUsize::new(0);
+    g.bench_function("atomic_fetch_add", |b| {
+        b.iter(|| black_box(&a).fetch_add(1, Ordering::AcqRel))
     });
     g.finish();
 }
@@ -416,6 +436,7 @@ fn value_lookup(c: &mut Criterion) {
 criterion_group!(
     benches,
     clock,
+    primitives,
     is_done,
     child_create_drop,
     cancel_fanout,

@@ -18,12 +18,8 @@ use tonic::transport::{Channel, Server};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+mod support;
+use support::Round;
 
 /// Starts a health server (with or without the ingress layer) in its own thread.
 fn start(with_layer: bool) -> SocketAddr {
@@ -58,12 +54,6 @@ fn start(with_layer: bool) -> SocketAddr {
         });
     });
     rx.recv().unwrap()
-}
-
-struct Round {
-    rps: f64,
-    p50_us: f64,
-    p99_us: f64,
 }
 
 async fn load(addr: SocketAddr, layered: bool, secs: u64, concurrency: u64) -> Round {
@@ -140,26 +130,14 @@ async fn load(addr: SocketAddr, layered: bool, secs: u64, concurrency: u64) -> R
     for w in workers {
         all.add(w.await.unwrap()).unwrap();
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    Round {
-        rps: all.len() as f64 / elapsed,
-        p50_us: all.value_at_quantile(0.50) as f64 / 1e3,
-        p99_us: all.value_at_quantile(0.99) as f64 / 1e3,
-    }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    Round::from_histogram(&all, started.elapsed())
 }
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let secs = env("TF_BENCH_SECS", 3);
-    let rounds = env("TF_BENCH_ROUNDS", 4);
-    let concurrency = env("TF_BENCH_CONC", 32);
+    let (secs, rounds, concurrency) = support::knobs();
     // TF_BENCH_SIDES=ingress|egress isolates one side; =manual compares against bare tonic
     // carrying the same headers and timeout set by hand (no timefuse code); default both.
     let sides = std::env::var("TF_BENCH_SIDES").unwrap_or_else(|_| "both".into());
@@ -184,35 +162,17 @@ fn main() {
             results[1].push(load(layered, client_layer, secs, concurrency).await);
         }
     });
-    let summary = |rs: &[Round]| {
-        (
-            median(rs.iter().map(|r| r.rps).collect()),
-            median(rs.iter().map(|r| r.p50_us).collect()),
-            median(rs.iter().map(|r| r.p99_us).collect()),
-        )
-    };
-    let (b_rps, b_p50, b_p99) = summary(&results[0]);
-    let (l_rps, l_p50, l_p99) = summary(&results[1]);
-    println!(
-        "tonic on loopback, one hop, {concurrency} in flight, {rounds} interleaved rounds of {secs} s, medians:\n"
-    );
-    println!("| variant | req/s | p50 µs | p99 µs |");
-    println!("|---|---|---|---|");
-    println!("| bare tonic | {b_rps:.0} | {b_p50:.1} | {b_p99:.1} |");
     let label = match sides.as_str() {
         "manual" => "bare tonic + same headers and timeout by hand",
         "ingress" => "tonic + IngressLayer (client bare)",
         "egress" => "tonic + EgressLayer (server bare)",
         _ => "tonic + EgressLayer → IngressLayer",
     };
-    println!("| {label} | {l_rps:.0} | {l_p50:.1} | {l_p99:.1} |");
-    println!(
-        "\nthroughput ratio {:.3} (target ≥ 0.97); added p50 {:+.1} µs for the hop (target ≤ 5 µs)",
-        l_rps / b_rps,
-        l_p50 - b_p50
+    support::report(
+        &format!(
+            "tonic on loopback, one hop, {concurrency} in flight, {rounds} interleaved rounds of {secs} s"
+        ),
+        ("bare tonic", &results[0]),
+        (label, &results[1]),
     );
-    for (name, rs) in [("bare", &results[0]), ("layered", &results[1])] {
-        let rps: Vec<String> = rs.iter().map(|r| format!("{:.0}", r.rps)).collect();
-        println!("rounds {name}: {}", rps.join(" "));
-    }
 }

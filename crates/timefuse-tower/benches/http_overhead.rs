@@ -21,12 +21,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use timefuse_tower::IngressLayer;
 
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+mod support;
+use support::Round;
 
 /// Starts a server in its own thread; returns its address.
 fn start(with_layer: bool) -> SocketAddr {
@@ -49,12 +45,6 @@ fn start(with_layer: bool) -> SocketAddr {
         });
     });
     rx.recv().unwrap()
-}
-
-struct Round {
-    rps: f64,
-    p50_us: f64,
-    p99_us: f64,
 }
 
 async fn load(addr: SocketAddr, secs: u64, concurrency: u64) -> Round {
@@ -85,17 +75,7 @@ async fn load(addr: SocketAddr, secs: u64, concurrency: u64) -> Round {
     for w in workers {
         all.add(w.await.unwrap()).unwrap();
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    Round {
-        rps: all.len() as f64 / elapsed,
-        p50_us: all.value_at_quantile(0.50) as f64 / 1e3,
-        p99_us: all.value_at_quantile(0.99) as f64 / 1e3,
-    }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    Round::from_histogram(&all, started.elapsed())
 }
 
 fn main() {
@@ -103,9 +83,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let secs = env("TF_BENCH_SECS", 3);
-    let rounds = env("TF_BENCH_ROUNDS", 4);
-    let concurrency = env("TF_BENCH_CONC", 32);
+    let (secs, rounds, concurrency) = support::knobs();
     let bare = start(false);
     let layered = start(true);
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -122,29 +100,11 @@ fn main() {
             results[1].push(load(layered, secs, concurrency).await);
         }
     });
-    let summary = |rs: &[Round]| {
-        (
-            median(rs.iter().map(|r| r.rps).collect()),
-            median(rs.iter().map(|r| r.p50_us).collect()),
-            median(rs.iter().map(|r| r.p99_us).collect()),
-        )
-    };
-    let (b_rps, b_p50, b_p99) = summary(&results[0]);
-    let (l_rps, l_p50, l_p99) = summary(&results[1]);
-    println!(
-        "axum on loopback, {concurrency} in flight, {rounds} interleaved rounds of {secs} s, medians:\n"
+    support::report(
+        &format!(
+            "axum on loopback, {concurrency} in flight, {rounds} interleaved rounds of {secs} s"
+        ),
+        ("bare axum", &results[0]),
+        ("axum + IngressLayer", &results[1]),
     );
-    println!("| variant | req/s | p50 µs | p99 µs |");
-    println!("|---|---|---|---|");
-    println!("| bare axum | {b_rps:.0} | {b_p50:.1} | {b_p99:.1} |");
-    println!("| axum + IngressLayer | {l_rps:.0} | {l_p50:.1} | {l_p99:.1} |");
-    println!(
-        "\nthroughput ratio {:.3} (target ≥ 0.97); added p50 {:+.1} µs (target ≤ 5 µs)",
-        l_rps / b_rps,
-        l_p50 - b_p50
-    );
-    for (name, rs) in [("bare", &results[0]), ("ingress", &results[1])] {
-        let rps: Vec<String> = rs.iter().map(|r| format!("{:.0}", r.rps)).collect();
-        println!("rounds {name}: {}", rps.join(" "));
-    }
 }

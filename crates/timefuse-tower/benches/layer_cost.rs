@@ -39,6 +39,24 @@ fn grpc_request() -> Request<Empty<Bytes>> {
         .unwrap()
 }
 
+/// One call through `svc` and its whole response body.
+async fn round_trip<S, B>(svc: &mut S) -> Bytes
+where
+    S: Service<Request<Empty<Bytes>>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    let res = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(grpc_request())
+        .await
+        .unwrap();
+    res.into_body().collect().await.unwrap().to_bytes()
+}
+
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -50,35 +68,13 @@ fn bench(c: &mut Criterion) {
 
     g.bench_function("bare service", |b| {
         let mut svc = answer();
-        b.iter(|| {
-            rt.block_on(async {
-                let res = svc
-                    .ready()
-                    .await
-                    .unwrap()
-                    .call(grpc_request())
-                    .await
-                    .unwrap();
-                res.into_body().collect().await.unwrap()
-            })
-        })
+        b.iter(|| rt.block_on(round_trip(&mut svc)))
     });
     g.bench_function("ingress", |b| {
         let mut svc = ServiceBuilder::new()
             .layer(IngressLayer::grpc())
             .service(answer());
-        b.iter(|| {
-            rt.block_on(async {
-                let res = svc
-                    .ready()
-                    .await
-                    .unwrap()
-                    .call(grpc_request())
-                    .await
-                    .unwrap();
-                res.into_body().collect().await.unwrap()
-            })
-        })
+        b.iter(|| rt.block_on(round_trip(&mut svc)))
     });
     g.bench_function("egress (request context per call)", |b| {
         let mut svc = ServiceBuilder::new()
@@ -88,17 +84,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             rt.block_on(async {
                 let (ctx, _guard) = Context::request(policy.clone());
-                ctx.scope(async {
-                    let res = svc
-                        .ready()
-                        .await
-                        .unwrap()
-                        .call(grpc_request())
-                        .await
-                        .unwrap();
-                    res.into_body().collect().await.unwrap()
-                })
-                .await
+                ctx.scope(round_trip(&mut svc)).await
             })
         })
     });

@@ -228,55 +228,60 @@ pub async fn run(order: SocketAddr, opts: &LoadOptions, start: Instant) -> LoadR
     let end_of_sending = start + opts.duration;
     tokio::time::sleep_until(start).await;
 
-    // One order from send to end: records it in flight, and reports its end (with the
-    // orphan check 10 ms later, in a task of its own that the drain cutoff does not abort).
-    let launch = |order: Order, requests: &mut JoinSet<()>| {
-        let client = client.clone();
-        let strategy = opts.strategy;
-        let tx = ended_tx.clone();
-        let in_flight = Arc::clone(&in_flight);
-        let check = opts.check_orphans;
-        in_flight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(order.index, (order.id.clone(), order.intended));
-        requests.spawn(async move {
-            let (outcome, detail, waterfall) = send_order(client, strategy, &order).await;
-            let now = Instant::now();
+    // One order from send to end: records it in flight, frees its closed-loop client's slot
+    // (if any) when it ends, and reports its end (with the orphan check 10 ms later, in a task
+    // of its own that the drain cutoff does not abort).
+    let launch =
+        |order: Order, slot: Option<mpsc::UnboundedSender<()>>, requests: &mut JoinSet<()>| {
+            let client = client.clone();
+            let strategy = opts.strategy;
+            let tx = ended_tx.clone();
+            let in_flight = Arc::clone(&in_flight);
+            let check = opts.check_orphans;
             in_flight
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .remove(&order.index);
-            let sample = Sample {
-                order_id: order.id.clone(),
-                intended: order.intended.saturating_duration_since(start),
-                ended: now.saturating_duration_since(start),
-                latency: now.saturating_duration_since(order.intended),
-                outcome,
-                detail,
-                orphaned: None,
-                alive: Vec::new(),
-                waterfall: if outcome == ClientOutcome::Ok {
-                    waterfall
-                } else {
-                    Vec::new()
-                },
-            };
-            tokio::spawn(async move {
-                let mut sample = sample;
-                if check {
-                    tokio::time::sleep(ORPHAN_AFTER).await;
-                    let alive = alive_for(&sample.order_id);
-                    sample.orphaned = Some(!alive.is_empty());
-                    sample.alive = alive.into_iter().take(4).collect();
+                .insert(order.index, (order.id.clone(), order.intended));
+            requests.spawn(async move {
+                let (outcome, detail, waterfall) = send_order(client, strategy, &order).await;
+                let now = Instant::now();
+                in_flight
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&order.index);
+                if let Some(slot) = slot {
+                    let _ = slot.send(());
                 }
-                let _ = tx.send(Ended {
-                    index: order.index,
-                    sample,
+                let sample = Sample {
+                    order_id: order.id.clone(),
+                    intended: order.intended.saturating_duration_since(start),
+                    ended: now.saturating_duration_since(start),
+                    latency: now.saturating_duration_since(order.intended),
+                    outcome,
+                    detail,
+                    orphaned: None,
+                    alive: Vec::new(),
+                    waterfall: if outcome == ClientOutcome::Ok {
+                        waterfall
+                    } else {
+                        Vec::new()
+                    },
+                };
+                tokio::spawn(async move {
+                    let mut sample = sample;
+                    if check {
+                        tokio::time::sleep(ORPHAN_AFTER).await;
+                        let alive = alive_for(&sample.order_id);
+                        sample.orphaned = Some(!alive.is_empty());
+                        sample.alive = alive.into_iter().take(4).collect();
+                    }
+                    let _ = tx.send(Ended {
+                        index: order.index,
+                        sample,
+                    });
                 });
             });
-        });
-    };
+        };
 
     let mut rng = fastrand::Rng::with_seed(opts.seed);
     let mut sent: u64 = 0;
@@ -290,7 +295,7 @@ pub async fn run(order: SocketAddr, opts: &LoadOptions, start: Instant) -> LoadR
                 }
                 tokio::time::sleep_until(intended).await;
                 let order = make_order(opts, &mut rng, sent, intended);
-                launch(order, &mut requests);
+                launch(order, None, &mut requests);
                 sent += 1;
                 while let Some(done) = requests.try_join_next() {
                     let _ = done;
@@ -310,52 +315,7 @@ pub async fn run(order: SocketAddr, opts: &LoadOptions, start: Instant) -> LoadR
                     break;
                 }
                 let order = make_order(opts, &mut rng, sent, Instant::now());
-                let tx = slot_tx.clone();
-                let client = client.clone();
-                let strategy = opts.strategy;
-                let in_flight = Arc::clone(&in_flight);
-                let ended = ended_tx.clone();
-                let check = opts.check_orphans;
-                in_flight
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(order.index, (order.id.clone(), order.intended));
-                requests.spawn(async move {
-                    let (outcome, detail, waterfall) = send_order(client, strategy, &order).await;
-                    let now = Instant::now();
-                    in_flight
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&order.index);
-                    let _ = tx.send(());
-                    let mut sample = Sample {
-                        order_id: order.id.clone(),
-                        intended: order.intended.saturating_duration_since(start),
-                        ended: now.saturating_duration_since(start),
-                        latency: now.saturating_duration_since(order.intended),
-                        outcome,
-                        detail,
-                        orphaned: None,
-                        alive: Vec::new(),
-                        waterfall: if outcome == ClientOutcome::Ok {
-                            waterfall
-                        } else {
-                            Vec::new()
-                        },
-                    };
-                    tokio::spawn(async move {
-                        if check {
-                            tokio::time::sleep(ORPHAN_AFTER).await;
-                            let alive = alive_for(&sample.order_id);
-                            sample.orphaned = Some(!alive.is_empty());
-                            sample.alive = alive.into_iter().take(4).collect();
-                        }
-                        let _ = ended.send(Ended {
-                            index: order.index,
-                            sample,
-                        });
-                    });
-                });
+                launch(order, Some(slot_tx.clone()), &mut requests);
                 sent += 1;
                 bar.inc(1);
             }

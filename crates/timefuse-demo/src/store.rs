@@ -302,6 +302,17 @@ pub struct SqliteStore {
     ledger: Mutex<Connection>,
 }
 
+/// The state of the charge with idempotency key `key` (`charged`, `voided`), if there is one.
+fn charge_state(tx: &rusqlite::Transaction<'_>, key: &str) -> StoreResult<Option<String>> {
+    Ok(tx
+        .query_row(
+            "SELECT state FROM charges WHERE idem_key = ?1",
+            params![key],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
 fn now_us() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -448,13 +459,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<ChargeOutcome> {
         let mut conn = lock(&self.deduct);
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let state: Option<String> = tx
-            .query_row(
-                "SELECT state FROM charges WHERE idem_key = ?1",
-                params![key],
-                |r| r.get(0),
-            )
-            .optional()?;
+        let state = charge_state(&tx, key)?;
         match state.as_deref() {
             Some("charged") => return Ok(ChargeOutcome::AlreadyCharged),
             Some(_) => return Ok(ChargeOutcome::Voided),
@@ -486,13 +491,7 @@ impl Store for SqliteStore {
     fn resolve_charge(&self, key: &str, order_id: &str) -> StoreResult<bool> {
         let mut conn = lock(&self.deduct);
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let state: Option<String> = tx
-            .query_row(
-                "SELECT state FROM charges WHERE idem_key = ?1",
-                params![key],
-                |r| r.get(0),
-            )
-            .optional()?;
+        let state = charge_state(&tx, key)?;
         let charged = match state.as_deref() {
             Some("charged") => true,
             Some(_) => false,

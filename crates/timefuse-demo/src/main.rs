@@ -230,10 +230,19 @@ fn demo(args: DemoArgs) -> ExitCode {
     if args.processes {
         command.push_str(" --processes");
     }
+    // No rate given: the scenario's rate, then its stress rate if it has one.
+    let rates = match (args.rate, args.rates.is_empty()) {
+        (None, true) => std::iter::once(scenario.load.rate)
+            .chain(scenario.load.stress_rate)
+            .collect(),
+        (Some(r), _) => vec![r],
+        (None, false) => args.rates.clone(),
+    };
+    let sweeping = rates.len() > 1;
     let opts = DemoOptions {
         scenario: scenario.clone(),
         strategies: args.strategies.clone(),
-        rate: args.rate.or(args.rates.first().copied()),
+        rate: rates.first().copied(),
         closed_loop: args.closed_loop,
         drain: args.drain.0,
         processes: exe,
@@ -245,7 +254,7 @@ fn demo(args: DemoArgs) -> ExitCode {
         command,
         scenario: scenario.name.clone(),
         strategies: args.strategies.clone(),
-        rate: opts.rate(),
+        rates: rates.clone(),
         duration_s: scenario.load.duration.0.as_secs_f64(),
         closed_loop: args.closed_loop,
         drain_s: args.drain.0.as_secs_f64(),
@@ -258,7 +267,11 @@ fn demo(args: DemoArgs) -> ExitCode {
         "timefuse demo: scenario {} ({}), {} orders/s for {} per strategy: {}",
         scenario.name,
         scenario.description,
-        opts.rate(),
+        rates
+            .iter()
+            .map(f64::to_string)
+            .collect::<Vec<_>>()
+            .join(" and "),
         scenario.load.duration,
         params.command
     );
@@ -278,11 +291,6 @@ fn demo(args: DemoArgs) -> ExitCode {
     }
     let rt = runtime();
     let mut sweep = Vec::new();
-    let rates = if args.rates.is_empty() {
-        vec![opts.rate()]
-    } else {
-        args.rates.clone()
-    };
     for rate in rates {
         let mut o = opts.clone();
         o.rate = Some(rate);
@@ -291,7 +299,7 @@ fn demo(args: DemoArgs) -> ExitCode {
         } else {
             dir.join(format!("rate-{rate}"))
         };
-        if args.rates.len() > 1 {
+        if sweeping {
             eprintln!("rate {rate}/s:");
         }
         match rt.block_on(run::run_all(&o)) {
@@ -302,9 +310,8 @@ fn demo(args: DemoArgs) -> ExitCode {
             }
         }
     }
-    let results = sweep[0].1.clone();
     let all_ok = sweep.iter().all(|(_, rs)| rs.iter().all(|r| r.money_ok()));
-    match run::write_report(&dir, &params, &scenario, &results, &sweep) {
+    match run::write_report(&dir, &params, &scenario, &sweep) {
         Ok(md) => {
             println!("{md}");
             println!("report written to {}/", dir.display());

@@ -241,8 +241,8 @@ pub struct Params {
     pub scenario: String,
     /// The strategies, in order.
     pub strategies: Vec<Strategy>,
-    /// Orders per second offered.
-    pub rate: f64,
+    /// Orders per second offered, one run of every strategy at each (the plots show the first).
+    pub rates: Vec<f64>,
     /// Seconds of load per strategy.
     pub duration_s: f64,
     /// Closed loop with this many clients, if so.
@@ -389,21 +389,23 @@ pub fn targets(results: &[StrategySummary]) -> String {
     t
 }
 
-/// The full markdown report.
+/// The full markdown report. `runs`: (offered rate, label, that rate's results), the first
+/// being the rate the plots show.
 pub fn markdown(
     params: &Params,
     description: &str,
     windows: &[(&str, Duration, Duration)],
-    results: &[StrategySummary],
+    runs: &[(f64, String, Vec<StrategySummary>)],
 ) -> String {
     let mut md = String::new();
     let _ = writeln!(md, "# timefuse demo: scenario `{}`\n", params.scenario);
     let _ = writeln!(md, "{description}\n");
     let _ = writeln!(md, "Reproduce with:\n\n```sh\n{}\n```\n", params.command);
+    let rates: Vec<String> = runs.iter().map(|(rate, _, _)| format!("{rate}")).collect();
     let _ = writeln!(
         md,
         "Load: {} orders/s{} for {:.0} s per strategy, drain {:.0} s, seed {}, {} ({} CPUs). Scenario and parameters: `scenario.toml`, `params.json`; every number: `results.json`.\n",
-        params.rate,
+        rates.join(" and "),
         params.closed_loop.map_or(" open loop".into(), |c| format!(
             " (closed loop, {c} clients)"
         )),
@@ -417,44 +419,69 @@ pub fn markdown(
         },
         params.cpus,
     );
+    let headed = runs.len() > 1;
+    let heading = |md: &mut String, label: &str| {
+        if headed {
+            let _ = writeln!(md, "### {label}\n");
+        }
+    };
     md.push_str("## Comparison\n\n");
-    md.push_str(&table(results));
+    for (_, label, results) in runs {
+        heading(&mut md, label);
+        md.push_str(&table(results));
+        md.push('\n');
+    }
     md.push_str(
-        "\nthroughput: orders answered (paid, voucher or refused) per second; goodput: paid \
+        "throughput: orders answered (paid, voucher or refused) per second; goodput: paid \
          orders per second; latency from each order's intended send time (open loop, no \
          coordinated omission), over every order; orphaned work: orders with a bound task, \
          call or tracked resource still alive 10 ms after the client saw the end.\n\n",
     );
     md.push_str("## Targets\n\n");
-    md.push_str(&targets(results));
-    md.push_str("\n## Money\n\n");
-    for r in results {
-        let _ = writeln!(
-            md,
-            "**{}** — reconciliation examined {} unsettled orders: {} charged (ledger entries written: {}), {} voided.\n",
-            r.strategy,
-            r.reconciled.examined,
-            r.reconciled.committed,
-            r.reconciled.entries_written,
-            r.reconciled.voided
-        );
-        for (line, ok) in r.audit.lines() {
-            let _ = writeln!(md, "- [{}] {line}", if ok { "x" } else { " " });
+    for (_, label, results) in runs {
+        heading(&mut md, label);
+        md.push_str(&targets(results));
+        md.push('\n');
+    }
+    md.push_str("## Money\n\n");
+    for (_, label, results) in runs {
+        heading(&mut md, label);
+        for r in results {
+            let _ = writeln!(
+                md,
+                "**{}** — reconciliation examined {} unsettled orders: {} charged (ledger entries written: {}), {} voided.\n",
+                r.strategy,
+                r.reconciled.examined,
+                r.reconciled.committed,
+                r.reconciled.entries_written,
+                r.reconciled.voided
+            );
+            for (line, ok) in r.audit.lines() {
+                let _ = writeln!(md, "- [{}] {line}", if ok { "x" } else { " " });
+            }
+            let _ = writeln!(
+                md,
+                "- [{}] no order the client saw degraded was charged: {} found\n",
+                if r.client_degraded_charged.is_empty() {
+                    "x"
+                } else {
+                    " "
+                },
+                r.client_degraded_charged.len()
+            );
         }
-        let _ = writeln!(
-            md,
-            "- [{}] no order the client saw degraded was charged: {} found\n",
-            if r.client_degraded_charged.is_empty() {
-                "x"
-            } else {
-                " "
-            },
-            r.client_degraded_charged.len()
-        );
     }
     md.push_str("## Per-stage timeouts (budget ledgers)\n\n");
-    md.push_str(&stage_table(results));
-    md.push_str("\n## Plots\n\n");
+    for (_, label, results) in runs {
+        heading(&mut md, label);
+        md.push_str(&stage_table(results));
+        md.push('\n');
+    }
+    let first = runs.first().map_or(&[][..], |(_, _, r)| &r[..]);
+    md.push_str("## Plots\n\n");
+    if headed {
+        let _ = writeln!(md, "For the first rate, {}.\n", runs[0].1);
+    }
     md.push_str("- `cdf.svg`: latency CDF per strategy (x: ms, log scale; y: share of orders).\n");
     if windows.is_empty() {
         md.push_str("- `goodput.svg`: paid orders per second over time, per strategy (no timed fault windows in this scenario).\n");
@@ -469,15 +496,15 @@ pub fn markdown(
             w.join(", ")
         );
     }
-    if let Some((strategy, id)) = waterfall_choice(results) {
+    if let Some((strategy, id)) = waterfall_choice(first) {
         let _ = writeln!(
             md,
             "- `waterfall.svg`: the budget waterfall of order `{id}` ({strategy}): for each stage and call of the order's ledger, the budget granted (light) and the time used (dark), from the order's arrival."
         );
     }
-    if results.iter().any(|r| !r.orphan_examples.is_empty()) {
+    if first.iter().any(|r| !r.orphan_examples.is_empty()) {
         md.push_str("\n## Orphaned work, first examples\n\n");
-        for r in results {
+        for r in first {
             for e in &r.orphan_examples {
                 let _ = writeln!(md, "- {}: {e}", r.strategy);
             }

@@ -182,19 +182,33 @@ pub async fn run_all(opts: &DemoOptions) -> Result<Vec<StrategySummary>, RunErro
 }
 
 /// Writes the report folder: `report.md`, `results.json`, `params.json`, `scenario.toml` and
-/// the three plots. Returns the markdown.
+/// the three plots (for the first rate). `sweep`: (offered rate, that rate's results), at least
+/// one. Returns the markdown.
 pub fn write_report(
     dir: &Path,
     params: &Params,
     scenario: &Scenario,
-    results: &[StrategySummary],
     sweep: &[(f64, Vec<StrategySummary>)],
 ) -> Result<String, RunError> {
     std::fs::create_dir_all(dir)?;
     let windows = scenario.windows();
-    let mut md = report::markdown(params, &scenario.description, &windows, results);
+    let results: &[StrategySummary] = sweep.first().map_or(&[], |(_, r)| r);
+    let label = |rate: f64| {
+        if rate == scenario.load.rate {
+            format!("{rate} orders/s (the scenario's rate)")
+        } else if Some(rate) == scenario.load.stress_rate {
+            format!("{rate} orders/s (the scenario's stress rate)")
+        } else {
+            format!("{rate} orders/s")
+        }
+    };
+    let runs: Vec<(f64, String, Vec<StrategySummary>)> = sweep
+        .iter()
+        .map(|(rate, rs)| (*rate, label(*rate), rs.clone()))
+        .collect();
+    let mut md = report::markdown(params, &scenario.description, &windows, &runs);
     if sweep.len() > 1 {
-        md.push_str("\n## Load sweep (peak load)\n\nThe same scenario and seed at each offered rate; the tables and plots above are for the first rate.\n\n");
+        md.push_str("\n## Load sweep (peak load)\n\nThe same scenario and seed at each offered rate; the plots are for the first rate.\n\n");
         md.push_str(&report::sweep_table(sweep));
     }
     std::fs::write(dir.join("report.md"), &md)?;

@@ -334,6 +334,11 @@ impl Services {
 pub struct LoadSpec {
     /// Orders per second (open loop): > 0, at most 20 000.
     pub rate: f64,
+    /// A second, higher rate at which `timefuse demo` also runs the scenario when no rate is
+    /// given on the command line: the stress point of a load test (the document's figures are
+    /// peak-load figures). Above `rate`, at most 20 000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stress_rate: Option<f64>,
     /// How long each strategy is loaded.
     pub duration: Dur,
     /// Accounts to pay from.
@@ -534,6 +539,14 @@ impl Scenario {
                 "must be > 0 and at most 20000 orders/s",
             ));
         }
+        if let Some(stress) = l.stress_rate
+            && !(stress.is_finite() && stress > l.rate && stress <= 20_000.0)
+        {
+            return Err(ScenarioError::invalid(
+                "load.stress_rate".into(),
+                "must be above load.rate and at most 20000 orders/s",
+            ));
+        }
         if l.duration.0.is_zero() || l.duration.0 > Duration::from_secs(3600) {
             return Err(ScenarioError::invalid(
                 "load.duration".into(),
@@ -677,6 +690,18 @@ mod tests {
         let err = Scenario::from_toml_str("name = \"x\"\n[load]\nrate = -1\nduration = \"1s\"")
             .unwrap_err();
         assert_eq!(err.key.as_deref(), Some("load.rate"));
+        for bad in ["5", "10", "nan", "inf", "30000"] {
+            let err = Scenario::from_toml_str(&format!(
+                "name = \"x\"\n[load]\nrate = 10\nstress_rate = {bad}\nduration = \"1s\""
+            ))
+            .unwrap_err();
+            assert_eq!(err.key.as_deref(), Some("load.stress_rate"), "{bad}: {err}");
+        }
+        let ok = Scenario::from_toml_str(
+            "name = \"x\"\n[load]\nrate = 10\nstress_rate = 20\nduration = \"1s\"",
+        )
+        .unwrap();
+        assert_eq!(ok.load.stress_rate, Some(20.0));
         let err = Scenario::from_toml_str("name = \"x\"\n[load]\nrate = 1\nduration = \"1parsec\"")
             .unwrap_err();
         assert_eq!(err.key.as_deref(), Some("load.duration"), "{err}");

@@ -682,8 +682,16 @@ impl Node {
             out.verdict = v as i32;
             out.detail = d;
         };
-        // Risk: any failure here is before the charge: the voucher.
-        match self.call(ctx, Role::Risk, req.clone()).await {
+        // Risk: any failure here is before the charge: the voucher. Its answer is worth
+        // something only while the charge and the entry can still follow, so the risk stage
+        // keeps their time (see `after_risk`); the call's own reserve then makes the answer
+        // due by the point past which it would be thrown away.
+        let keep = self.after_risk(ctx).saturating_sub(ctx.policy().reserve());
+        let risk = match ctx.stage_leaving("risk-check", keep) {
+            Ok(stage) => self.call(&stage, Role::Risk, req.clone()).await,
+            Err(e) => Err(CallError::NotSent(e.to_string())),
+        };
+        match risk {
             Ok(r) => {
                 calls.push(("risk", r.saw_us));
                 match r.verdict() {
@@ -743,21 +751,15 @@ impl Node {
         // the floor (350 ms with the document's numbers, more than the 300 ms degrade
         // threshold); deduct's own time is its EWMA. Only under a deadline (nested).
         if let Some(left) = ctx.remaining() {
-            let policy = ctx.policy();
-            let per_call = policy.reserve() * 2 + policy.floor();
-            let deduct = self
-                .guard
-                .as_ref()
-                .and_then(|g| g.latency.expected(&Role::Deduct))
-                .unwrap_or_default();
-            if left < per_call + deduct {
+            let needed = self.after_risk(ctx);
+            if left < needed {
                 set(
                     out,
                     Verdict::Degraded,
                     format!(
                         "voucher: {} ms left cannot cover the charge and its ledger entry ({} ms)",
                         left.as_millis(),
-                        (per_call + deduct).as_millis()
+                        needed.as_millis()
                     ),
                 );
                 return OrderStatus::Degraded;
@@ -827,6 +829,23 @@ impl Node {
         }
         set(out, Verdict::Ok, "paid".into());
         OrderStatus::Completed
+    }
+
+    /// What the steps after risk need left when risk answers: the ledger call must still get
+    /// its floor after its own reserve and its callee's (`2 × reserve + floor`, 350 ms with the
+    /// document's numbers) once the charge is done, and the charge takes deduct's expected
+    /// time (an EWMA of its successes). Zero without a deadline.
+    fn after_risk(&self, ctx: &Context) -> Duration {
+        if ctx.deadline().is_none() {
+            return Duration::ZERO;
+        }
+        let policy = ctx.policy();
+        let deduct = self
+            .guard
+            .as_ref()
+            .and_then(|g| g.latency.expected(&Role::Deduct))
+            .unwrap_or_default();
+        policy.reserve() * 2 + policy.floor() + deduct
     }
 
     async fn resolve(&self, req: ResolveRequest) -> Result<ResolveReply, Status> {

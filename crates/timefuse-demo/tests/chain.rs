@@ -161,7 +161,7 @@ async fn the_report_folder_has_everything() {
         command: "timefuse demo --scenario ledger-partition".into(),
         scenario: opts.scenario.name.clone(),
         strategies: vec![Strategy::Fixed, Strategy::Nested],
-        rate: opts.rate(),
+        rates: vec![opts.rate()],
         duration_s: 1.5,
         closed_loop: None,
         drain_s: 1.0,
@@ -171,7 +171,13 @@ async fn the_report_folder_has_everything() {
         cpus: 2,
     };
     let out = dir.path().join("report");
-    let md = write_report(&out, &params, &opts.scenario, &results, &[]).unwrap();
+    let md = write_report(
+        &out,
+        &params,
+        &opts.scenario,
+        &[(opts.rate(), results.clone())],
+    )
+    .unwrap();
     assert!(
         md.contains("| fixed |") && md.contains("| nested |"),
         "{md}"

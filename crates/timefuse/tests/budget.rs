@@ -97,6 +97,65 @@ async fn downstream_refused_below_the_floor() {
 }
 
 #[timefuse_leak::test(start_paused = true)]
+async fn stage_leaving_keeps_time_for_what_follows() {
+    let policy = TimeoutPolicy::internal_grpc().with_stage_cap("risk", ms(400));
+    let (request, _guard) = Context::request(policy);
+    let keep = ms(365);
+
+    // 800 − 365 = 435 ms, but the stage cap (400 ms) binds.
+    let risk = request.stage_leaving("risk", keep).unwrap();
+    assert_eq!(risk.granted(), ms(400));
+    drop(risk);
+    // Another name takes the default cap (5 s), so `keep` binds.
+    let scoring = request.stage_leaving("scoring", keep).unwrap();
+    assert_eq!(scoring.granted(), ms(435));
+    // A call inside it gets the stage's time less the reserve: the answer is due 150 ms before
+    // the stage ends, so the steps after it keep their 365 ms.
+    let call = scoring.downstream("risk").unwrap();
+    assert_eq!(call.granted(), ms(285));
+    drop(call);
+    drop(scoring);
+
+    advance(ms(434)).await; // 366 ms left: 1 ms for the stage
+    assert_eq!(
+        request.stage_leaving("scoring", keep).unwrap().granted(),
+        ms(1)
+    );
+    advance(ms(1)).await; // exactly `keep` left: nothing for the stage
+    let err = request.stage_leaving("scoring", keep).unwrap_err();
+    assert_eq!(err.kind(), BudgetKind::Stage);
+    assert_eq!(err.remaining(), Some(ms(365)));
+    assert_eq!(err.offered(), Duration::ZERO);
+    assert_eq!(err.needed(), keep);
+    assert_eq!(err.cause(), None);
+    assert_eq!(
+        err.to_string(),
+        "stage `scoring` not started: 365ms left, no more than the 365ms kept for what follows"
+    );
+    let refused = request.budget_records().pop().unwrap();
+    assert_eq!(refused.outcome, BudgetOutcome::Refused);
+    assert_eq!(&*refused.name, "scoring");
+    // The plain stage is still allowed: what is kept is the caller's choice.
+    assert_eq!(request.stage("payment").unwrap().granted(), ms(365));
+
+    // Without a deadline the cap applies and `keep` plays no part.
+    let open = Context::background()
+        .stage_leaving("scoring", ms(10_000))
+        .unwrap();
+    assert_eq!(
+        open.granted(),
+        TimeoutPolicy::internal_grpc().default_stage_cap()
+    );
+    assert_eq!(open.remaining(), Some(open.granted()));
+
+    // An ended context refuses whatever is kept.
+    let (ended, guard) = Context::background().with_cancel();
+    drop(guard);
+    let err = ended.stage_leaving("scoring", Duration::ZERO).unwrap_err();
+    assert_eq!(err.cause(), Some(&Cause::Canceled));
+}
+
+#[timefuse_leak::test(start_paused = true)]
 async fn should_degrade_below_300ms() {
     let (request, _guard) = Context::request(TimeoutPolicy::internal_grpc());
     assert!(!request.should_degrade());
@@ -880,6 +939,38 @@ proptest! {
                 }
             }
             prop_assert_eq!(request.should_degrade(), left < policy.degrade_below());
+            Ok(())
+        })?;
+    }
+
+    /// A stage that keeps time for what follows ends no later than `keep` before its parent,
+    /// and is refused exactly when nothing is left beyond `keep`.
+    #[test]
+    fn stage_leaving_never_eats_what_it_keeps(
+        policy in valid_policy(),
+        elapsed_frac in 0.0..1.3_f64,
+        keep_frac in 0.0..1.5_f64,
+        which in 0..4_usize,
+    ) {
+        paused(async move {
+            let policy = Arc::new(policy);
+            let (request, _g) = Context::request(Arc::clone(&policy));
+            advance(policy.global().mul_f64(elapsed_frac)).await;
+            let left = request.remaining().unwrap();
+            let keep = policy.global().mul_f64(keep_frac);
+            let expected = policy.stage_cap(name(which)).min(left.saturating_sub(keep));
+            match request.stage_leaving(name(which), keep) {
+                Ok(stage) => {
+                    prop_assert!(!expected.is_zero());
+                    prop_assert_eq!(stage.granted(), expected);
+                    prop_assert!(stage.deadline().unwrap() + keep <= request.deadline().unwrap());
+                }
+                Err(e) => {
+                    prop_assert!(expected.is_zero());
+                    prop_assert_eq!(e.remaining(), Some(left));
+                    prop_assert_eq!(e.needed(), keep);
+                }
+            }
             Ok(())
         })?;
     }

@@ -277,6 +277,14 @@ impl fmt::Display for BudgetExhausted {
             Some(left) => write!(f, "{left:?} left, ")?,
             None => f.write_str("no deadline, ")?,
         }
+        if self.kind == BudgetKind::Stage {
+            // Only `stage_leaving` refuses a live context: nothing beyond what it keeps.
+            return write!(
+                f,
+                "no more than the {:?} kept for what follows",
+                self.needed
+            );
+        }
         write!(
             f,
             "its budget of {:?} is under the {:?} floor (it needs {:?} left)",
@@ -443,27 +451,74 @@ impl Context {
     /// # }
     /// ```
     pub fn stage(&self, name: impl Into<Arc<str>>) -> Result<BudgetScope, BudgetExhausted> {
-        let name = name.into();
+        self.open_stage(name.into(), Duration::ZERO)
+    }
+
+    /// Opens the stage `name` ending `keep` before this context does (and never later than
+    /// the stage cap): for the first steps of a sequence, so that the steps after them still
+    /// have `keep` when it ends. Without a deadline here the stage gets the whole cap and
+    /// `keep` plays no part.
+    ///
+    /// A stage that must hand its result to later steps is useless past the point where those
+    /// steps can no longer start; ending it there stops work (and held resources) that could
+    /// only be thrown away, and makes the request's fallback come sooner.
+    ///
+    /// # Errors
+    ///
+    /// [`BudgetExhausted`] if this context has already ended or has no more than `keep` left
+    /// (`needed` is `keep`); the refusal is recorded.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use timefuse::Context;
+    /// use timefuse::budget::TimeoutPolicy;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let (request, _guard) = Context::request(TimeoutPolicy::internal_grpc()); // 800 ms
+    /// // Risk's answer is worth something only if the charge and its entry can still follow.
+    /// let risk = request.stage_leaving("risk", Duration::from_millis(365)).unwrap();
+    /// assert_eq!(risk.granted(), Duration::from_millis(435));
+    /// drop(risk);
+    ///
+    /// tokio::time::advance(Duration::from_millis(500)).await; // 300 ms left
+    /// let err = request.stage_leaving("risk", Duration::from_millis(365)).unwrap_err();
+    /// assert_eq!(err.needed(), Duration::from_millis(365));
+    /// # }
+    /// ```
+    pub fn stage_leaving(
+        &self,
+        name: impl Into<Arc<str>>,
+        keep: Duration,
+    ) -> Result<BudgetScope, BudgetExhausted> {
+        self.open_stage(name.into(), keep)
+    }
+
+    fn open_stage(&self, name: Arc<str>, keep: Duration) -> Result<BudgetScope, BudgetExhausted> {
         let cap = self.policy().stage_cap(&name);
         let cause = self.cause();
         let now = Instant::now();
         let remaining = self.deadline().map(|d| d.saturating_duration_since(now));
         let cause = cause
             .or_else(|| (remaining == Some(Duration::ZERO)).then_some(Cause::DeadlineExceeded));
-        if cause.is_some() {
+        let offered = match (&cause, remaining) {
+            (Some(_), _) => Duration::ZERO,
+            (None, None) => cap,
+            (None, Some(left)) => cap.min(left.saturating_sub(keep)),
+        };
+        if cause.is_some() || offered.is_zero() {
             let err = BudgetExhausted {
                 kind: BudgetKind::Stage,
                 name,
                 remaining,
-                offered: Duration::ZERO,
+                offered,
                 floor: Duration::ZERO,
-                needed: Duration::ZERO,
+                needed: keep,
                 cause,
             };
             return Err(self.refuse(err, now));
         }
-        let granted = remaining.map_or(cap, |left| cap.min(left));
-        Ok(self.open(BudgetKind::Stage, name, granted, remaining, now))
+        Ok(self.open(BudgetKind::Stage, name, offered, remaining, now))
     }
 
     /// Opens the downstream call `name`: a child ending

@@ -311,7 +311,7 @@ fn demo(args: DemoArgs) -> ExitCode {
         }
     }
     let all_ok = sweep.iter().all(|(_, rs)| rs.iter().all(|r| r.money_ok()));
-    match run::write_report(&dir, &params, &scenario, &sweep) {
+    match run::write_report(&dir, &params, &scenario, &sweep, args.rates.len() > 1) {
         Ok(md) => {
             println!("{md}");
             println!("report written to {}/", dir.display());

@@ -340,9 +340,19 @@ pub fn targets(results: &[StrategySummary]) -> String {
                 f64::INFINITY
             };
             let mark = |ok: bool| if ok { "met" } else { "NOT met" };
+            // 2.3× fixed's goodput can exceed what was offered: then no strategy could meet
+            // the target at this rate, and the report says so.
+            let unreachable = if ratio < 2.3 && 2.3 * f.goodput > n.offered_rate {
+                format!(
+                    " (unreachable at this rate: 2.3 × {:.1}/s is more than the {:.1}/s offered)",
+                    f.goodput, n.offered_rate
+                )
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 t,
-                "- nested goodput ≥ 2.3× fixed: {:.1}/s vs {:.1}/s = {:.2}× — {}",
+                "- nested goodput ≥ 2.3× fixed: {:.1}/s vs {:.1}/s = {:.2}× — {}{unreachable}",
                 n.goodput,
                 f.goodput,
                 ratio,

@@ -183,12 +183,14 @@ pub async fn run_all(opts: &DemoOptions) -> Result<Vec<StrategySummary>, RunErro
 
 /// Writes the report folder: `report.md`, `results.json`, `params.json`, `scenario.toml` and
 /// the three plots (for the first rate). `sweep`: (offered rate, that rate's results), at least
-/// one. Returns the markdown.
+/// one; with `peak_table` (a `--rates` sweep) the report ends with the peak-load table across
+/// the rates. Returns the markdown.
 pub fn write_report(
     dir: &Path,
     params: &Params,
     scenario: &Scenario,
     sweep: &[(f64, Vec<StrategySummary>)],
+    peak_table: bool,
 ) -> Result<String, RunError> {
     std::fs::create_dir_all(dir)?;
     let windows = scenario.windows();
@@ -207,7 +209,7 @@ pub fn write_report(
         .map(|(rate, rs)| (*rate, label(*rate), rs.clone()))
         .collect();
     let mut md = report::markdown(params, &scenario.description, &windows, &runs);
-    if sweep.len() > 1 {
+    if peak_table {
         md.push_str("\n## Load sweep (peak load)\n\nThe same scenario and seed at each offered rate; the plots are for the first rate.\n\n");
         md.push_str(&report::sweep_table(sweep));
     }

@@ -176,6 +176,7 @@ async fn the_report_folder_has_everything() {
         &params,
         &opts.scenario,
         &[(opts.rate(), results.clone())],
+        false,
     )
     .unwrap();
     assert!(
@@ -205,6 +206,38 @@ async fn the_report_folder_has_everything() {
         Scenario::from_toml_str(&std::fs::read_to_string(out.join("scenario.toml")).unwrap())
             .unwrap();
     assert_eq!(again, opts.scenario);
+
+    // Two rates: every section per rate, headed; the peak table only for a `--rates` sweep.
+    let rate = opts.rate();
+    let sweep = [(rate, results.clone()), (rate * 2.0, results.clone())];
+    let two = write_report(
+        &dir.path().join("two"),
+        &params,
+        &opts.scenario,
+        &sweep,
+        false,
+    )
+    .unwrap();
+    assert_eq!(
+        two.matches(&format!("### {rate} orders/s\n")).count(),
+        4,
+        "{two}"
+    );
+    assert_eq!(
+        two.matches(&format!("### {} orders/s\n", rate * 2.0))
+            .count(),
+        4
+    );
+    assert!(!two.contains("## Load sweep"));
+    let swept = write_report(
+        &dir.path().join("swept"),
+        &params,
+        &opts.scenario,
+        &sweep,
+        true,
+    )
+    .unwrap();
+    assert!(swept.contains("## Load sweep") && swept.contains("peak goodput of nested"));
 }
 
 /// The reconciliation RPC: deduct's `Resolve` fences an uncharged key for good; ledger's

@@ -1,5 +1,8 @@
 //! What the two loopback load benches share: knobs, one round's figures, and the report.
 
+// Each bench compiles this module on its own and uses a part of it.
+#![allow(dead_code)]
+
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -55,19 +58,34 @@ fn medians(rs: &[Round]) -> (f64, f64, f64) {
 /// Prints the markdown table comparing the bare variant with the layered one, the ratio and
 /// added p50 against the targets, and each round's throughput.
 pub fn report(title: &str, bare: (&str, &[Round]), layered: (&str, &[Round])) {
-    let (b_rps, b_p50, b_p99) = medians(bare.1);
-    let (l_rps, l_p50, l_p99) = medians(layered.1);
+    report_many(title, bare, &[layered]);
+}
+
+/// Prints the markdown table of `base` and every variant of `others`, each one's throughput
+/// ratio and added p50 against `base` (targets ≥ 0.97 and ≤ 5 µs), and each round's
+/// throughput.
+pub fn report_many(title: &str, base: (&str, &[Round]), others: &[(&str, &[Round])]) {
+    let (b_rps, b_p50, b_p99) = medians(base.1);
     println!("{title}, medians:\n");
-    println!("| variant | req/s | p50 µs | p99 µs |");
-    println!("|---|---|---|---|");
-    println!("| {} | {b_rps:.0} | {b_p50:.1} | {b_p99:.1} |", bare.0);
-    println!("| {} | {l_rps:.0} | {l_p50:.1} | {l_p99:.1} |", layered.0);
     println!(
-        "\nthroughput ratio {:.3} (target ≥ 0.97); added p50 {:+.1} µs (target ≤ 5 µs)",
-        l_rps / b_rps,
-        l_p50 - b_p50
+        "| variant | req/s | p50 µs | p99 µs | throughput vs {} | added p50 µs |",
+        base.0
     );
-    for (name, rs) in [bare, layered] {
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| {} | {b_rps:.0} | {b_p50:.1} | {b_p99:.1} | 1 | 0 |",
+        base.0
+    );
+    for (name, rounds) in others {
+        let (rps, p50, p99) = medians(rounds);
+        println!(
+            "| {name} | {rps:.0} | {p50:.1} | {p99:.1} | {:.3} | {:+.1} |",
+            rps / b_rps,
+            p50 - b_p50
+        );
+    }
+    println!("\ntargets: throughput ratio ≥ 0.97, added p50 ≤ 5 µs");
+    for (name, rs) in std::iter::once(&base).chain(others) {
         let rps: Vec<String> = rs.iter().map(|r| format!("{:.0}", r.rps)).collect();
         println!("rounds {name}: {}", rps.join(" "));
     }

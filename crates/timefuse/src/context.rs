@@ -15,11 +15,48 @@ use crate::node::CancelNode;
 
 type AnyValue = dyn Any + Send + Sync;
 
-/// One link of the value chain: a single allocation holding the value inline.
-struct ValueNode<V: ?Sized> {
-    parent: Option<Arc<ValueNode<AnyValue>>>,
+/// The sized start of every value node: all a lookup reads at each hop.
+///
+/// A lookup walks `parent_header`, a thin copy of the node's `parent` link, instead of the
+/// `Arc<ValueNode<dyn Any>>` itself: dereferencing that fat pointer reads the value's alignment
+/// from its vtable at every hop to find where the node starts. Measured with the value-lookup
+/// bench (10 hops): see docs/benchmarks.md.
+///
+/// # Invariants
+///
+/// 1. `parent_header` is null or points at the header of the node `parent` owns; a node never
+///    changes after it is made (until it is dropped), so the copy stays right.
+/// 2. A node is only ever made by `with_value::<T>` with `type_id == TypeId::of::<T>()`, as a
+///    `#[repr(C)]` `ValueNode<T>`: a header whose `type_id` is `T`'s starts a `ValueNode<T>`.
+/// 3. A walk starts from a context's own `values` and borrows that context: every node on the
+///    way is kept alive by its child's `parent`, so no pointer it follows can dangle.
+#[repr(C)]
+struct Header {
     type_id: TypeId,
+    parent_header: *const Header,
+}
+
+// SAFETY: the header is immutable once made (invariant 1), and what `parent_header` points at is
+// owned by the same node's `parent` (`Arc<ValueNode<dyn Any + Send + Sync>>`, itself Send +
+// Sync). Sharing or sending the pointer shares or sends nothing more than that `Arc` does.
+unsafe impl Send for Header {}
+// SAFETY: as for `Send`: read-only data owned through a `Send + Sync` `Arc`.
+unsafe impl Sync for Header {}
+
+/// One link of the value chain: a single allocation holding the value inline.
+#[repr(C)]
+struct ValueNode<V: ?Sized> {
+    header: Header,
+    parent: Option<Arc<ValueNode<AnyValue>>>,
     value: V,
+}
+
+/// The header a context's value chain starts at, or null.
+fn header_of(values: &Option<Arc<ValueNode<AnyValue>>>) -> *const Header {
+    // `#[repr(C)]` puts the header first: the node's address is its header's.
+    values
+        .as_ref()
+        .map_or(std::ptr::null(), |node| Arc::as_ptr(node).cast::<Header>())
 }
 
 impl<V: ?Sized> Drop for ValueNode<V> {
@@ -190,8 +227,11 @@ impl Context {
         T: Any + Send + Sync,
     {
         let node: Arc<ValueNode<AnyValue>> = Arc::new(ValueNode {
+            header: Header {
+                type_id: TypeId::of::<T>(),
+                parent_header: header_of(&self.values),
+            },
             parent: self.values.clone(),
-            type_id: TypeId::of::<T>(),
             value,
         });
         Context {
@@ -211,12 +251,18 @@ impl Context {
         T: Any + Send + Sync,
     {
         let wanted = TypeId::of::<T>();
-        let mut cur = self.values.as_deref();
-        while let Some(node) = cur {
-            if node.type_id == wanted {
-                return (&node.value as &dyn Any).downcast_ref::<T>();
+        let mut cur = header_of(&self.values);
+        while !cur.is_null() {
+            // SAFETY: `cur` is the header of a node on `self`'s chain, alive while `self` is
+            // borrowed (invariant 3).
+            let header = unsafe { &*cur };
+            if header.type_id == wanted {
+                // SAFETY: this header starts a `ValueNode<T>` (invariant 2), alive for as long
+                // as the returned reference borrows `self` (invariant 3).
+                let node = unsafe { &*cur.cast::<ValueNode<T>>() };
+                return Some(&node.value);
             }
-            cur = node.parent.as_deref();
+            cur = header.parent_header;
         }
         None
     }

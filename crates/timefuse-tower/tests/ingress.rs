@@ -160,6 +160,20 @@ async fn bad_request_id_is_replaced_and_bad_budget_headers_ignored() {
         assert_ne!(echoed, bad);
         assert_eq!(echoed.len(), 36, "a generated UUID v7");
     }
+    // Bytes that are not visible ASCII (a valid header value, not a valid id) are replaced too.
+    let mut opaque = req(&[]);
+    opaque.headers_mut().insert(
+        "x-request-id",
+        http::HeaderValue::from_bytes(&[0xff, b'a']).unwrap(),
+    );
+    let res = svc.ready().await.unwrap().call(opaque).await.unwrap();
+    assert_eq!(res.headers()["x-request-id"].len(), 36);
+    let last = seen.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(
+        last.request_id().unwrap().as_str(),
+        res.headers()["x-request-id"].to_str().unwrap(),
+        "the handler's context carries the id the response echoes"
+    );
     for ctx in seen.lock().unwrap().iter() {
         assert_eq!(
             ctx.remaining(),

@@ -163,9 +163,7 @@ where
         let arrival = Instant::now();
         let config = &*self.config;
         let grpc = config.protocol.is_grpc(&req);
-        let request_id = request_id(&mut req);
-        let id_header = HeaderValue::from_str(request_id.as_str())
-            .expect("a valid request id is a valid header value");
+        let (request_id, id_header) = request_id(&mut req);
         match admit(config, &req, grpc, arrival, &request_id) {
             Admission::Refuse {
                 code,
@@ -186,26 +184,29 @@ where
     }
 }
 
-fn request_id<B>(req: &mut Request<B>) -> RequestId {
+/// The request's id and the header value that echoes it: the incoming `x-request-id` when it
+/// is valid (its header value is reused as is), else a new UUID v7, also set on the request.
+fn request_id<B>(req: &mut Request<B>) -> (RequestId, HeaderValue) {
     if let Some(v) = req.headers().get(X_REQUEST_ID) {
-        match RequestId::validate(v.as_bytes()) {
-            Ok(()) => {
-                if let Ok(id) = RequestId::new(v.to_str().unwrap_or_default()) {
-                    return id;
-                }
-            }
-            Err(e) => {
+        match v.to_str().map(RequestId::new) {
+            Ok(Ok(id)) => return (id, v.clone()),
+            Ok(Err(e)) => {
                 tracing::debug!(error = %e, len = v.len(), "x-request-id refused; generating one")
+            }
+            Err(_) => {
+                tracing::debug!(
+                    len = v.len(),
+                    "x-request-id is not visible ASCII; generating one"
+                )
             }
         }
     }
     let id = RequestId::new(&uuid::Uuid::now_v7().hyphenated().to_string())
         .expect("a UUID is a valid request id");
-    req.headers_mut().insert(
-        X_REQUEST_ID,
-        HeaderValue::from_str(id.as_str()).expect("valid request ids are valid header values"),
-    );
-    id
+    let value =
+        HeaderValue::from_str(id.as_str()).expect("valid request ids are valid header values");
+    req.headers_mut().insert(X_REQUEST_ID, value.clone());
+    (id, value)
 }
 
 fn trace_context<B>(req: &Request<B>) -> TraceContext {

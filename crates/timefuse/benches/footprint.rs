@@ -76,7 +76,15 @@ static GLOBAL: Counting = Counting;
 
 const HOUR: Duration = Duration::from_secs(3600);
 const N: usize = 100_000;
-const REPEATS: usize = 5;
+/// Rounds of the same-instant comparison (`TF_BENCH_REPEATS`, default 11): a round's ratio
+/// varies by ±15 % on a 2-core VM, so the median needs more than a handful.
+fn repeats() -> usize {
+    std::env::var("TF_BENCH_REPEATS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(11)
+}
 
 fn allocs() -> usize {
     ALLOCS.load(SeqCst) + REALLOCS.load(SeqCst)
@@ -298,8 +306,9 @@ fn main() {
         Waiter::RootContexts,
         Waiter::ChildContexts,
     ];
+    let repeats = repeats();
     let _ = same_instant(&rt, Waiter::BareSleep); // warm-up: worker threads, timer wheel
-    for _ in 0..REPEATS {
+    for _ in 0..repeats {
         for (i, how) in kinds.into_iter().enumerate() {
             let (l, t, ok) = same_instant(&rt, how);
             late[i].push(l);
@@ -307,6 +316,21 @@ fn main() {
             all_in_time &= ok;
         }
     }
+    // Each round's ratio to the bare sleeps of the same round: the spread says how far to
+    // trust the median.
+    let spread: Vec<(f64, f64)> = (1..3)
+        .map(|i| {
+            let r: Vec<f64> = late[i]
+                .iter()
+                .zip(&late[0])
+                .map(|(x, b)| x.as_secs_f64() / b.as_secs_f64())
+                .collect();
+            (
+                r.iter().copied().fold(f64::INFINITY, f64::min),
+                r.iter().copied().fold(0.0, f64::max),
+            )
+        })
+        .collect();
     let late: Vec<Duration> = late.into_iter().map(median).collect();
     let total: Vec<Duration> = total.into_iter().map(median).collect();
 
@@ -344,19 +368,23 @@ fn main() {
         b_tf / b_tus
     );
     println!();
-    println!("## {N} tasks waiting for one instant (median of {REPEATS}, 2 workers)\n");
+    println!("## {N} tasks waiting for one instant (median of {repeats} rounds, 2 workers)\n");
     println!(
-        "| waiters | last woken after the instant | ratio to bare sleeps | first spawn → last woken |"
+        "| waiters | last woken after the instant | ratio to bare sleeps | per-round ratios | first spawn → last woken |"
     );
-    println!("|---|---|---|---|");
+    println!("|---|---|---|---|---|");
     let names = [
         "bare `sleep_until`",
         "root contexts `with_deadline` + `done()`",
         "children of one parent + `done()`",
     ];
     for i in 0..3 {
+        let range = match i {
+            0 => "1.00".to_owned(),
+            _ => format!("{:.2}–{:.2}", spread[i - 1].0, spread[i - 1].1),
+        };
         println!(
-            "| {} | {} | {:.2} | {} |",
+            "| {} | {} | {:.2} | {range} | {} |",
             names[i],
             ms(late[i]),
             late[i].as_secs_f64() / late[0].as_secs_f64(),

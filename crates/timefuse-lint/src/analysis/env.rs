@@ -197,7 +197,7 @@ pub(crate) const PAIR_DERIVE: &[&str] = &[
 ];
 
 /// Methods that return `Result<BudgetScope, _>`.
-pub(crate) const SCOPE_DERIVE: &[&str] = &["stage", "downstream"];
+pub(crate) const SCOPE_DERIVE: &[&str] = &["stage", "stage_leaving", "downstream"];
 
 /// Peels parentheses, groups, references and derefs.
 pub(crate) fn peel(expr: &Expr) -> &Expr {

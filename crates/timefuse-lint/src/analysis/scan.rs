@@ -20,7 +20,14 @@ pub(crate) const LISTEN_ANY: &[&str] = &[
 ];
 
 /// Methods that listen when called on a context: they race it or refuse once it has ended.
-pub(crate) const LISTEN_ON_CTX: &[&str] = &["run", "scope", "cause", "stage", "downstream"];
+pub(crate) const LISTEN_ON_CTX: &[&str] = &[
+    "run",
+    "scope",
+    "cause",
+    "stage",
+    "stage_leaving",
+    "downstream",
+];
 
 /// Methods that pass a context on (the value they return still carries it).
 const CARRY_METHODS: &[&str] = &[

@@ -26,6 +26,7 @@ const WORK_METHODS: &[&str] = &[
     "scope",
     "sync_scope",
     "stage",
+    "stage_leaving",
     "downstream",
     "with_cancel",
     "with_timeout",

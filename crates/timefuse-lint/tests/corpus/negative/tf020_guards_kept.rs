@@ -30,6 +30,14 @@ async fn stage_finished(parent: &Context) -> Result<BudgetRecord, BudgetExhauste
     Ok(stage.finish())
 }
 
+async fn stage_leaving_by_match(parent: &Context, keep: std::time::Duration) {
+    // The order service's risk step: the stage is kept for the call made under it.
+    match parent.stage_leaving("risk-check", keep) {
+        Ok(stage) => call(&stage).await,
+        Err(_) => return,
+    }
+}
+
 async fn scope_by_match(parent: &Context) {
     let scope = match parent.downstream("ledger") {
         Ok(scope) => scope,

@@ -26,6 +26,12 @@ async fn stage_discarded(ctx: &Context) -> Result<(), BudgetExhausted> {
     Ok(())
 }
 
+async fn stage_leaving_discarded(ctx: &Context, keep: Duration) -> Result<(), BudgetExhausted> {
+    ctx.stage_leaving("risk", keep)?; // expect: TF020
+    call(ctx).await;
+    Ok(())
+}
+
 async fn downstream_statement(ctx: &Context) -> Result<(), BudgetExhausted> {
     ctx.downstream("ledger")?; // expect: TF020
     call(ctx).await;

@@ -405,7 +405,7 @@ pub fn markdown(
     params: &Params,
     description: &str,
     windows: &[(&str, Duration, Duration)],
-    runs: &[(f64, String, Vec<StrategySummary>)],
+    runs: &[(f64, String, &[StrategySummary])],
 ) -> String {
     let mut md = String::new();
     let _ = writeln!(md, "# timefuse demo: scenario `{}`\n", params.scenario);
@@ -456,7 +456,7 @@ pub fn markdown(
     md.push_str("## Money\n\n");
     for (_, label, results) in runs {
         heading(&mut md, label);
-        for r in results {
+        for r in *results {
             let _ = writeln!(
                 md,
                 "**{}** — reconciliation examined {} unsettled orders: {} charged (ledger entries written: {}), {} voided.\n",
@@ -487,7 +487,7 @@ pub fn markdown(
         md.push_str(&stage_table(results));
         md.push('\n');
     }
-    let first = runs.first().map_or(&[][..], |(_, _, r)| &r[..]);
+    let first: &[StrategySummary] = runs.first().map_or(&[], |(_, _, r)| r);
     md.push_str("## Plots\n\n");
     if headed {
         let _ = writeln!(md, "For the first rate, {}.\n", runs[0].1);

@@ -204,9 +204,9 @@ pub fn write_report(
             format!("{rate} orders/s")
         }
     };
-    let runs: Vec<(f64, String, Vec<StrategySummary>)> = sweep
+    let runs: Vec<(f64, String, &[StrategySummary])> = sweep
         .iter()
-        .map(|(rate, rs)| (*rate, label(*rate), rs.clone()))
+        .map(|(rate, rs)| (*rate, label(*rate), &rs[..]))
         .collect();
     let mut md = report::markdown(params, &scenario.description, &windows, &runs);
     if peak_table {
